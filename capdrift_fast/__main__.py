@@ -1,0 +1,3 @@
+from capdrift_fast.cli import main
+
+main()

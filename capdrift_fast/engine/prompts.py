@@ -1,0 +1,23 @@
+"""Prompt encoding shared by every engine, so vLLM and the reference see identical token ids."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Sequence
+
+
+def resolve_prompt_format(tokenizer: Any, prompt_format: Literal["auto", "raw", "chat"]) -> Literal["raw", "chat"]:
+    """``auto`` -> ``chat`` when the tokenizer has a chat template, else ``raw``."""
+    if prompt_format == "auto":
+        return "chat" if getattr(tokenizer, "chat_template", None) else "raw"
+    return prompt_format
+
+
+def encode_prompts(tokenizer: Any, prompts: Sequence[str], prompt_format: Literal["raw", "chat"]) -> list[list[int]]:
+    """Token ids of each prompt: the tokenizer's own special tokens for ``raw``; one user turn with
+    the generation prompt appended for ``chat``. Shape: ``len(prompts)`` lists of ints."""
+    if prompt_format == "chat":
+        return [
+            list(tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True))
+            for p in prompts
+        ]
+    return [list(ids) for ids in tokenizer(list(prompts), add_special_tokens=True)["input_ids"]]

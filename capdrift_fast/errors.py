@@ -1,0 +1,43 @@
+"""Errors the CLI prints as one clear message, without a traceback.
+
+Every error raised for bad user input is a :class:`CapdriftError` whose message names the file, field or
+adapter at fault and says what to do. Anything else reaching the CLI is a bug in capdrift_fast.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class CapdriftError(Exception):
+    """Base class of errors caused by user input or the environment (not bugs)."""
+
+
+class ConfigError(CapdriftError):
+    """The run config is missing, unreadable or invalid; the message names the file and field."""
+
+
+class DataError(CapdriftError):
+    """A benchmark data file is missing or malformed; the message names the file (and line)."""
+
+
+class AdapterError(CapdriftError):
+    """An adapter cannot be served; the message names the adapter and what to do."""
+
+
+class EngineError(CapdriftError):
+    """The inference engine could not start or refused the requests."""
+
+
+class UnknownNameError(CapdriftError, KeyError):
+    """A name (task, metric, ...) is not registered; the message suggests the closest known names."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
+        known = sorted(known)
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        super().__init__(f"unknown {kind} {name!r}.{hint} Available: {', '.join(known)}")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])

@@ -1,0 +1,7 @@
+"""Run-folder I/O: the one Arrow schema of generations, the streaming shard writer, atomic writes."""
+
+from capdrift_fast.io.atomic import atomic_write_bytes, atomic_write_text
+from capdrift_fast.io.schema import GENERATION_SCHEMA
+from capdrift_fast.io.shards import ShardWriter, read_generations
+
+__all__ = ["GENERATION_SCHEMA", "ShardWriter", "read_generations", "atomic_write_bytes", "atomic_write_text"]

@@ -1,0 +1,29 @@
+"""Benchmarks: each module loads one benchmark's data into prompts and references and scores generations.
+
+``build_task`` turns a task entry of the run config into a :class:`Task`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from capdrift_fast.config import GSM8KTaskConfig, IFEvalTaskConfig, SuperNITaskConfig, TaskConfig, task_name
+from capdrift_fast.tasks.base import MetricSpec, Task
+from capdrift_fast.tasks.gsm8k import GSM8KTask
+from capdrift_fast.tasks.ifeval import IFEvalTask
+from capdrift_fast.tasks.superni import SuperNITask
+
+__all__ = ["MetricSpec", "Task", "build_task", "GSM8KTask", "IFEvalTask", "SuperNITask"]
+
+
+def build_task(cfg: TaskConfig, data_dir: str | Path) -> Task:
+    """The task for one config entry; ``cfg.data`` is resolved against ``data_dir`` unless absolute."""
+    data_dir = Path(data_dir)
+    name = task_name(cfg)
+    if isinstance(cfg, IFEvalTaskConfig):
+        return IFEvalTask(name, data_dir / (cfg.data or "ifeval/input_data.jsonl"), cfg.limit)
+    if isinstance(cfg, GSM8KTaskConfig):
+        return GSM8KTask(name, data_dir / (cfg.data or "gsm8k/test.jsonl"), cfg.limit, cfg.num_fewshot)
+    if isinstance(cfg, SuperNITaskConfig):
+        return SuperNITask(name, data_dir / cfg.data, cfg.limit, cfg.num_pos_examples)  # type: ignore[operator]
+    raise TypeError(f"no task for {type(cfg).__name__}")

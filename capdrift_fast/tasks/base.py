@@ -1,0 +1,95 @@
+"""The task protocol: a benchmark's samples (prompts + references) and its scorer.
+
+A task turns one benchmark data file into a samples frame and scores generations against it.
+Samples frame columns (one row per sample, ``n_samples`` rows):
+
+- ``sample_id`` (Utf8): unique and stable within the task (the dataset's own id where it has one);
+- ``prompt`` (Utf8): the text sent to the model (before any chat template);
+- task-specific reference columns (``target``, ``labels``, ``instruction_id_list``, ...).
+
+``score`` receives generations joined with the samples on ``sample_id`` and returns one row per
+generation: ``request_id`` plus one Float64 column per metric (1.0/0.0 for binary metrics) and any
+weight column a metric names.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Protocol, runtime_checkable
+
+import polars as pl
+
+from capdrift_fast.errors import DataError
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric a task reports.
+
+    Attributes:
+        name: column name in ``scores.parquet`` and value of ``metric`` in ``matrix.parquet``.
+        description: one line, with the metric's source (paper or reference implementation).
+        weight: name of a per-generation weight column; the task score is then the weighted mean
+            ``sum(value * weight) / sum(weight)`` (IFEval ILA is a micro-average over instructions).
+        primary: shown in the CLI's summary table.
+        binary: values are 0/1 (affects the paired test chosen in the drift statistics).
+    """
+
+    name: str
+    description: str
+    weight: str | None = None
+    primary: bool = False
+    binary: bool = True
+
+
+@runtime_checkable
+class Task(Protocol):
+    """A benchmark bound to one data file (see the module docstring for the frame shapes)."""
+
+    name: str
+    benchmark: str
+    version: str
+    metrics: tuple[MetricSpec, ...]
+    stop: tuple[str, ...]
+
+    def samples(self) -> pl.DataFrame:
+        """The samples frame (``sample_id``, ``prompt``, reference columns)."""
+        ...
+
+    def score(self, generations: pl.DataFrame) -> pl.DataFrame:
+        """Metric columns for each generation (``request_id`` + metrics)."""
+        ...
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, record)`` for each non-empty line of a JSON-lines file.
+
+    Raises:
+        DataError: the file is missing, or a line is not a JSON object (names file and line).
+    """
+    if not path.is_file():
+        raise DataError(f"{path}: data file not found (set data_dir in the config or $CAPDRIFT_DATA_DIR)")
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(rec, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object")
+            yield lineno, rec
+
+
+def require_fields(path: Path, lineno: int, rec: dict[str, Any], fields: dict[str, type]) -> None:
+    """Raise :class:`DataError` naming file, line and field when ``rec`` lacks a field or has the wrong type."""
+    for name, typ in fields.items():
+        if name not in rec:
+            raise DataError(f"{path}:{lineno}: missing field {name!r}")
+        if not isinstance(rec[name], typ):
+            raise DataError(
+                f"{path}:{lineno}: field {name!r} should be {typ.__name__}, got {type(rec[name]).__name__}"
+            )

@@ -1,0 +1,74 @@
+"""IFEval (Zhou et al. 2023, arXiv:2311.07911): prompts with verifiable instructions.
+
+Data: IFEval's ``input_data.jsonl`` (key, prompt, instruction_id_list, kwargs). Metrics, as defined by
+the reference ``instruction_following_eval/evaluation_lib.py``: prompt-level accuracy (PLA, every
+instruction of the prompt followed) and instruction-level accuracy (ILA, micro-average over
+instructions), each strict and loose.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from capdrift_fast.errors import DataError, UnknownNameError
+from capdrift_fast.tasks.base import MetricSpec, read_jsonl, require_fields
+
+DEFAULT_DATA = "ifeval/input_data.jsonl"
+
+
+class IFEvalTask:
+    """IFEval bound to one ``input_data.jsonl``; ``limit`` keeps the first N prompts."""
+
+    benchmark = "ifeval"
+    version = "1.0"
+    stop: tuple[str, ...] = ()
+    metrics = (
+        MetricSpec("pla_strict", "IFEval prompt-level accuracy, strict (Zhou et al. 2023)", primary=True),
+        MetricSpec("ila_strict", "IFEval instruction-level accuracy, strict", weight="n_instructions", primary=True),
+        MetricSpec("pla_loose", "IFEval prompt-level accuracy, loose"),
+        MetricSpec("ila_loose", "IFEval instruction-level accuracy, loose", weight="n_instructions"),
+    )
+
+    def __init__(self, name: str, path: Path, limit: int | None = None) -> None:
+        self.name, self.path, self.limit = name, path, limit
+
+    def samples(self) -> pl.DataFrame:
+        """Columns: sample_id (the IFEval key), prompt, instruction_id_list (List[Utf8]), kwargs (JSON Utf8).
+
+        Raises:
+            DataError: a line lacks a field, has the wrong type, or names an unknown instruction id.
+        """
+        from capdrift_fast.scoring.ifeval import INSTRUCTION_IDS
+
+        rows = []
+        for lineno, rec in read_jsonl(self.path):
+            require_fields(self.path, lineno, rec, {"key": int, "prompt": str, "instruction_id_list": list, "kwargs": list})
+            if len(rec["kwargs"]) != len(rec["instruction_id_list"]):
+                raise DataError(f"{self.path}:{lineno}: kwargs has {len(rec['kwargs'])} entries for "
+                                f"{len(rec['instruction_id_list'])} instructions")
+            for iid in rec["instruction_id_list"]:
+                if iid not in INSTRUCTION_IDS:
+                    raise DataError(f"{self.path}:{lineno}: {UnknownNameError('IFEval instruction id', iid, INSTRUCTION_IDS)}")
+            rows.append({"sample_id": str(rec["key"]), "prompt": rec["prompt"],
+                         "instruction_id_list": rec["instruction_id_list"], "kwargs": json.dumps(rec["kwargs"])})
+            if self.limit and len(rows) >= self.limit:
+                break
+        return pl.DataFrame(rows, schema={"sample_id": pl.Utf8, "prompt": pl.Utf8,
+                                          "instruction_id_list": pl.List(pl.Utf8), "kwargs": pl.Utf8})
+
+    def score(self, generations: pl.DataFrame) -> pl.DataFrame:
+        """Score ``generations`` (request_id, response + the samples columns) with the IFEval checkers."""
+        from capdrift_fast.scoring.ifeval import score_ifeval
+
+        scored = score_ifeval(generations.select("request_id", "response", "instruction_id_list", "kwargs"))
+        return scored.select(
+            "request_id",
+            pl.col("prompt_level_strict").cast(pl.Float64).alias("pla_strict"),
+            pl.col("inst_level_strict").list.mean().alias("ila_strict"),
+            pl.col("prompt_level_loose").cast(pl.Float64).alias("pla_loose"),
+            pl.col("inst_level_loose").list.mean().alias("ila_loose"),
+            pl.col("inst_level_strict").list.len().cast(pl.Float64).alias("n_instructions"),
+        )
