@@ -27,7 +27,7 @@ def _report(result, cfg) -> None:  # type: ignore[no-untyped-def]
     from capdrift_fast.display import matrix_table
     from capdrift_fast.plan import build_plan
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)
     tasks = build_plan(cfg).tasks
     console.print(matrix_table(result.matrix, tasks, {a.name: a.label for a in cfg.adapters}))
     console.print(

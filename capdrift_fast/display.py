@@ -19,10 +19,10 @@ def matrix_table(matrix: pl.DataFrame, tasks: Mapping[str, Task], labels: Mappin
     labels = labels or {}
     models = matrix.get_column("adapter").unique(maintain_order=True).to_list()
     table = Table(title="Drift matrix: score (gain vs base)")
-    table.add_column("task")
-    table.add_column("metric")
+    table.add_column("task", no_wrap=True)
+    table.add_column("metric", no_wrap=True)
     for m in models:
-        table.add_column(m if m == BASE_NAME else f"{m}\n[dim]{labels.get(m, '')}[/dim]", justify="right")
+        table.add_column(m if m == BASE_NAME else f"{m}\n[dim]{labels.get(m, '')}[/dim]", justify="right", no_wrap=True)
     cells = {(r["adapter"], r["task"], r["metric"]): r for r in matrix.iter_rows(named=True)}
     for task in tasks.values():
         for metric in (m for m in task.metrics if m.primary):
@@ -36,6 +36,6 @@ def matrix_table(matrix: pl.DataFrame, tasks: Mapping[str, Task], labels: Mappin
                 else:
                     d = c["delta"]
                     style = "green" if d > 0 else "red" if d < 0 else "dim"
-                    row.append(f"{c['score']:.3f} [{style}]({d:+.3f})[/{style}]")
+                    row.append(f"{c['score']:.3f} [{style}]{d:+.3f}[/{style}]")
             table.add_row(*row)
     return table

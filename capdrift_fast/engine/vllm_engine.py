@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -27,7 +28,9 @@ from capdrift_fast.errors import EngineError
 def _quiet_vllm_env() -> None:
     # In-process engine core: starts in seconds rather than ~30 s on CPU and needs no __main__ guard.
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    # vLLM's own warnings (deprecations, CPU tuning hints) drown the tool's output; errors still show.
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\..*")
 
 
 class VLLMEngine:
