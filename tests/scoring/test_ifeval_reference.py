@@ -169,7 +169,7 @@ def _with_letters(frame: pl.DataFrame, letters: dict[int, list[str]]) -> pl.Data
     rows = []
     for row in frame.filter(pl.col("key").is_in(list(letters))).iter_rows(named=True):
         kwargs, it = json.loads(row["kwargs"]), iter(letters[row["key"]])
-        for iid, kw in zip(row["instruction_id_list"], kwargs):
+        for iid, kw in zip(row["instruction_id_list"], kwargs, strict=True):
             if iid == LETTER_ID:
                 kw["letter"] = next(it)
         rows.append({**row, "kwargs": json.dumps(kwargs)})
@@ -229,7 +229,7 @@ def test_matches_reference_per_instruction(name: str, reference_results, frames,
     random_keys = {
         row["key"] for row in frame.iter_rows(named=True)
         if any(iid == LETTER_ID and _non_letter(kw)
-               for iid, kw in zip(row["instruction_id_list"], json.loads(row["kwargs"])))
+               for iid, kw in zip(row["instruction_id_list"], json.loads(row["kwargs"]), strict=True))
     }
     for row in ours.filter(~pl.col("key").is_in(list(random_keys))).iter_rows(named=True):
         assert row["prompt_level_strict"] == all(ref[row["key"]]["strict"]), row["key"]
@@ -279,7 +279,7 @@ def test_gpt4_aggregates(scored) -> None:
     for s1122, s1129, l1122, l1129 in itertools.product([False, True], repeat=4):
         flips = {(1122, "strict"): s1122, (1129, "strict"): s1129, (1122, "loose"): l1122, (1129, "loose"): l1129}
 
-        def patch(level: str) -> pl.Expr:
+        def patch(level: str, flips: dict = flips) -> pl.Expr:
             expr = pl.col(f"inst_level_{level}")
             for key in (1122, 1129):
                 patched = pl.concat_list(

@@ -70,7 +70,7 @@ def parse_kwargs(instruction_ids: Sequence[str], kwargs: str | Sequence[Any] | N
             raise ValueError(f"IFEval kwargs has {len(objects)} objects for {len(instruction_ids)} instructions "
                              f"{list(instruction_ids)}")
     out = []
-    for iid, obj in zip(instruction_ids, objects):
+    for iid, obj in zip(instruction_ids, objects, strict=True):
         if obj is not None and not isinstance(obj, dict):
             raise ValueError(f"IFEval instruction {iid!r}: kwargs entry must be a JSON object, got {obj!r}")
         out.append(parse_instruction(iid, obj))
@@ -111,7 +111,8 @@ def _check_input(frame: pl.DataFrame) -> None:
 def _parse_frame(frame: pl.DataFrame) -> list[list[Instruction]]:
     cache: dict[tuple[tuple[str, ...], str | None], list[Instruction]] = {}
     parsed = []
-    for row, (ids, kwargs) in enumerate(zip(frame["instruction_id_list"].to_list(), frame["kwargs"].to_list())):
+    columns = zip(frame["instruction_id_list"].to_list(), frame["kwargs"].to_list(), strict=True)
+    for row, (ids, kwargs) in enumerate(columns):
         if ids is None:
             raise ValueError(f"score_ifeval: row {row}: instruction_id_list is null")
         key = (tuple(ids), kwargs)

@@ -4,8 +4,9 @@ The reference checkers use Python's ``re`` on ``str``: ``\\s`` is ``str.isspace`
 ``str.isdecimal``, ``\\w`` is ``str.isalnum() or '_'``, and ``str.strip()`` strips ``str.isspace``
 characters. Rust's Unicode classes differ (e.g. ``\\x1c``-``\\x1f`` are Python whitespace but not Rust
 ``\\s``; combining marks are Rust ``\\w`` but not Python ``\\w``; Rust knows newer Unicode digits). So the
-vectorised checkers never use ``\\s``, ``\\d``, ``\\w`` or ``\\b``: they use the explicit classes built
-here from Python's own predicates.
+vectorised checkers never use ``\\s``, ``\\d`` or ``\\w``: they use explicit classes built from Python's
+own predicates (``\\w`` of the word count comes from NLTK, see :func:`.text.nltk_word_class`), and
+``\\b`` only on ASCII text.
 
 Case-insensitive matching of an ASCII literal is identical in both engines except for four
 non-ASCII characters that Python's ``re.IGNORECASE`` (and/or Rust's simple case folding) equates with
@@ -23,7 +24,7 @@ __all__ = [
     "CASE_FOLD_UNSAFE",
     "REGEX_META",
     "digit_class",
-    "word_class",
+    "ranges_class",
     "is_plain_ascii_literal",
 ]
 
@@ -42,8 +43,8 @@ CASE_FOLD_UNSAFE = "[\u0130\u0131\u017f\u212a]"
 REGEX_META = frozenset("\\.^$*+?{}[]|()")
 
 
-def _ranges_class(pred: Callable[[str], bool], negate: bool = False) -> str:
-    """A Rust-regex class ``[...]`` of the code points satisfying ``pred`` (surrogates excluded)."""
+def ranges_class(pred: Callable[[str], bool], negate: bool = False) -> str:
+    """A Rust-regex class ``[...]`` (or ``[^...]``) of the code points satisfying ``pred`` (surrogates excluded)."""
     parts = []
     start = prev = None
     for cp in range(0x110000):
@@ -72,13 +73,7 @@ NOT_WS = "[^" + WS[1:]
 @functools.cache
 def digit_class() -> str:
     """Python's ``\\d`` (``str.isdecimal``) as a Rust class (built once, ~50 ms)."""
-    return _ranges_class(str.isdecimal)
-
-
-@functools.cache
-def word_class(negate: bool = False) -> str:
-    """Python's ``\\w`` (``str.isalnum() or '_'``) as a Rust class, or its complement (~0.2 s once)."""
-    return _ranges_class(lambda c: c.isalnum() or c == "_", negate=negate)
+    return ranges_class(str.isdecimal)
 
 
 def is_plain_ascii_literal(pattern: str) -> bool:

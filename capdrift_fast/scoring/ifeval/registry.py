@@ -62,7 +62,9 @@ _SPECS: dict[str, dict[str, str]] = {
     "length_constraints:number_sentences": {"num_sentences": "int", "relation": "relation"},
     "length_constraints:number_paragraphs": {"num_paragraphs": "int"},
     "length_constraints:number_words": {"num_words": "int", "relation": "relation"},
-    "length_constraints:nth_paragraph_first_word": {"num_paragraphs": "int", "nth_paragraph": "int", "first_word": "str"},
+    "length_constraints:nth_paragraph_first_word": {
+        "num_paragraphs": "int", "nth_paragraph": "int", "first_word": "str",
+    },
     "detectable_content:number_placeholders": {"num_placeholders": "int"},
     "detectable_content:postscript": {"postscript_marker": "str"},
     "detectable_format:number_bullet_lists": {"num_bullets": "int"},

@@ -7,12 +7,14 @@ that row (e.g. a keyword that is a plain ASCII literal and a text without case-f
 :mod:`.pycompat`). Rows that are not ``exact`` -- and every row of the instructions that need NLTK,
 langdetect or JSON parsing -- get a null verdict and are checked in Python by :mod:`.evaluate`.
 
-Columns of the frame: ``text`` (Utf8, one of the 8 loose variants), and the instruction's arguments in
-canonical columns: ``a_list`` (List[Utf8]: keywords / forbidden_words; ``a_plain``: all of them are
-plain ASCII literals), ``a_str`` (Utf8: keyword,
-lower-cased letter, ``end_phrase.strip().lower()``, ``prompt_to_repeat.strip().lower()``,
-``postscript_marker``, ``section_spliter``), ``a_num`` (Int64: the count / threshold) and ``a_less``
-(Boolean: relation is ``'less than'``), ``a_pat`` (Utf8: a ready Polars pattern, see :func:`argument_columns`).
+Columns of the frame: ``text`` (Utf8, one of the 8 loose variants) and the instruction's arguments in
+canonical columns (:data:`ARGUMENT_SCHEMA`, filled by :func:`argument_columns`):
+
+- ``a_list`` (List[Utf8]): keywords / forbidden_words; ``a_plain`` (Boolean): all are plain ASCII literals;
+- ``a_str`` (Utf8): keyword, lower-cased letter, ``end_phrase.strip().lower()``,
+  ``prompt_to_repeat.strip().lower()``, ``postscript_marker`` or ``section_spliter``;
+- ``a_num`` (Int64): the count / threshold; ``a_less`` (Boolean): the relation is ``'less than'``;
+- ``a_pat`` (Utf8): a ready Polars pattern where the regex argument is a plain literal, else null.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from collections.abc import Callable
 
 import polars as pl
 
-from .pycompat import CASE_FOLD_UNSAFE, PY_WHITESPACE, WS, digit_class, is_plain_ascii_literal, word_class
+from .pycompat import CASE_FOLD_UNSAFE, PY_WHITESPACE, WS, digit_class, is_plain_ascii_literal
+from .registry import Instruction
+from .text import nltk_word_class
 
-__all__ = ["VECTORIZED", "verdicts", "argument_columns"]
+__all__ = ["VECTORIZED", "ARGUMENT_SCHEMA", "verdicts", "argument_columns"]
 
 Expr = pl.Expr
 _TEXT = pl.col("text")
@@ -94,7 +98,7 @@ def _title() -> tuple[Expr, Expr]:
 
 
 def _number_words() -> tuple[Expr, Expr]:
-    return _compare(_TEXT.str.count_matches(word_class() + "+")), _ALWAYS
+    return _compare(_TEXT.str.count_matches(nltk_word_class() + "+")), _ALWAYS
 
 
 def _sections() -> tuple[Expr, Expr]:
@@ -200,7 +204,7 @@ def _keyword_lists(frame: pl.DataFrame, forbidden: bool) -> pl.DataFrame:
 VECTORIZED: frozenset[str] = frozenset(_SIMPLE) | {"keywords:existence", "keywords:forbidden_words"}
 
 
-def argument_columns(inst) -> dict[str, object]:  # noqa: ANN001 - registry.Instruction
+def argument_columns(inst: Instruction) -> dict[str, object]:
     """The canonical argument columns (see module docstring) of one instruction, plus ``a_pat``:
     a precompiled Polars pattern where the instruction's regex argument is a plain ASCII literal
     (None otherwise, which routes the instruction to Python)."""
@@ -238,8 +242,10 @@ def argument_columns(inst) -> dict[str, object]:  # noqa: ANN001 - registry.Inst
     return cols
 
 
-ARGUMENT_SCHEMA = {"a_list": pl.List(pl.Utf8), "a_plain": pl.Boolean, "a_str": pl.Utf8, "a_num": pl.Int64, "a_less": pl.Boolean,
-                   "a_pat": pl.Utf8}
+ARGUMENT_SCHEMA = {
+    "a_list": pl.List(pl.Utf8), "a_plain": pl.Boolean, "a_str": pl.Utf8, "a_num": pl.Int64, "a_less": pl.Boolean,
+    "a_pat": pl.Utf8,
+}
 
 
 def verdicts(frame: pl.DataFrame, instruction_id: str) -> pl.Series:
