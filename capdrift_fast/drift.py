@@ -40,8 +40,8 @@ MATRIX_SCHEMA = {
     "q_value": pl.Float64, "significant": pl.Boolean, "on_target": pl.Boolean, "drift_metric": pl.Boolean,
 }
 """Columns of ``matrix.parquet``. ``ci_low``/``ci_high``: paired bootstrap interval of ``delta`` at
-``DriftConfig.confidence``; ``test``: ``mcnemar`` (binary metrics) or ``sign_flip`` (others), null for
-the base rows; ``p_value``/``q_value``: two-sided p and its BH-adjusted value over every adapter cell;
+``DriftConfig.confidence`` (expanded percentile, :func:`capdrift_fast.stats.percentile_ci`); ``test``:
+``mcnemar`` (binary metrics) or ``sign_flip`` (others), null for the base rows; ``p_value``/``q_value``: two-sided p and its BH-adjusted value over every adapter cell;
 ``significant``: ``q_value <= DriftConfig.fdr``; ``on_target``: the task is a target of the adapter's
 nominal label; ``drift_metric``: this metric stands for its task in the drift score."""
 
@@ -161,10 +161,10 @@ def _task_stats(paired: pl.DataFrame, task: Task, drift: DriftConfig) -> tuple[p
     weight[ci, ii] = idx["weight"].to_numpy()
     rng = _rng(drift.seed, task.name)
     reps = bootstrap_replicates(adapter - base, weight, drift.n_boot, rng)
-    low, high = percentile_ci(reps, drift.confidence)
+    present = weight > 0
+    low, high = percentile_ci(reps, drift.confidence, n=present.sum(axis=1))
 
     specs = {m.name: m for m in task.metrics}
-    present = weight > 0
     is01 = np.all(~present | ((adapter == 0) | (adapter == 1)) & ((base == 0) | (base == 1)), axis=1)
     binary = np.array([bool(specs[m].binary and not specs[m].weight) for m in cells["metric"]]) & is01
     p = np.empty(k)
@@ -292,10 +292,11 @@ def drift_scores(
         d = None if on_gain is None or off_gain is None else off_gain - on_gain
         d_reps = None if on_reps is None or off_reps is None else off_reps - on_reps
 
-        def interval(reps: np.ndarray | None) -> tuple[float | None, float | None]:
+        def interval(reps: np.ndarray | None, ts: list[str]) -> tuple[float | None, float | None]:
             if reps is None:
                 return None, None
-            lo, hi = percentile_ci(reps[:, None], drift.confidence)
+            n_min = min(int(cells[(a, t, metric_of[t])]["n"]) for t in ts)  # expansion of the smallest task
+            lo, hi = percentile_ci(reps[:, None], drift.confidence, n=n_min)
             return float(lo[0]), float(hi[0])
 
         improved = sum(1 for t in on if cells[(a, t, metric_of[t])]["significant"] and cells[(a, t, metric_of[t])]["delta"] > 0)
@@ -309,9 +310,9 @@ def drift_scores(
         rows.append({
             "adapter": a, "label": label, "drift_metrics": [f"{t}:{metric_of[t]}" for t in present],
             "on_target_tasks": on, "off_target_tasks": off,
-            "on_gain": on_gain, **dict(zip(("on_low", "on_high"), interval(on_reps))),
-            "off_gain": off_gain, **dict(zip(("off_low", "off_high"), interval(off_reps))),
-            "drift": d, **dict(zip(("drift_low", "drift_high"), interval(d_reps))),
+            "on_gain": on_gain, **dict(zip(("on_low", "on_high"), interval(on_reps, on))),
+            "off_gain": off_gain, **dict(zip(("off_low", "off_high"), interval(off_reps, off))),
+            "drift": d, **dict(zip(("drift_low", "drift_high"), interval(d_reps, on + off))),
             "off_abs_change": float(np.mean([abs(cells[(a, t, metric_of[t])]["delta"]) for t in off])) if off else None,
             "n_on_target": len(on), "n_on_improved": improved, "label_status": status, "off_moved": moved,
         })

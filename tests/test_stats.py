@@ -37,12 +37,12 @@ def _paired_binary(rng: np.random.Generator, k: int, n: int, p_base: float, p_ad
     return adapter, base
 
 
-@pytest.mark.parametrize(("n", "p_base", "p_adapter"), [(100, 0.5, 0.6), (200, 0.3, 0.25), (150, 0.7, 0.7)])
+@pytest.mark.parametrize(("n", "p_base", "p_adapter"), [(40, 0.5, 0.6), (100, 0.5, 0.6), (200, 0.3, 0.25), (150, 0.7, 0.7)])
 def test_bootstrap_ci_covers_known_delta_binary(n, p_base, p_adapter):
     rng = np.random.default_rng(1234 + n)
     adapter, base = _paired_binary(rng, N_DATASETS, n, p_base, p_adapter, rho=0.6)
     reps = bootstrap_replicates(adapter - base, np.ones(n), n_boot=1000, rng=rng)
-    low, high = percentile_ci(reps, 0.95)
+    low, high = percentile_ci(reps, 0.95, n=n)
     truth = p_adapter - p_base
     coverage = np.mean((low <= truth) & (truth <= high))
     assert COVERAGE_BAND[0] <= coverage <= COVERAGE_BAND[1], coverage
@@ -70,9 +70,24 @@ def test_bootstrap_ci_covers_known_delta_weighted_ratio():
     big_a = 1 / (1 + np.exp(-(np.log(p_adapter / (1 - p_adapter)) + e)))
     truth = float(weighted_mean(big_a - big_b, n_inst).mean())
     reps = bootstrap_replicates(adapter - base, n_inst, n_boot=1000, rng=rng)
-    low, high = percentile_ci(reps, 0.95)
+    low, high = percentile_ci(reps, 0.95, n=n)
     coverage = np.mean((low <= truth) & (truth <= high))
     assert COVERAGE_BAND[0] <= coverage <= COVERAGE_BAND[1], coverage
+
+
+def test_expanded_percentile_widens_small_samples_only():
+    """Hesterberg's expansion: at n = 24 the quantile levels move out (1.7% instead of 2.5% per tail);
+    at n = 10,000 the interval is the plain percentile one."""
+    reps = np.random.default_rng(1).normal(size=(200_000, 1))
+    lo, hi = percentile_ci(reps, 0.95)
+    lo24, hi24 = percentile_ci(reps, 0.95, n=24)
+    lo_big, _ = percentile_ci(reps, 0.95, n=10_000)
+    assert lo[0] == pytest.approx(-1.96, abs=0.02) and hi[0] == pytest.approx(1.96, abs=0.02)
+    from scipy.stats import t
+
+    assert lo24[0] == pytest.approx(-np.sqrt(24 / 23) * t.ppf(0.975, 23), abs=0.02)
+    assert hi24[0] - lo24[0] > hi[0] - lo[0]
+    assert lo_big[0] == pytest.approx(lo[0], abs=0.01)
 
 
 def test_bootstrap_replicates_follow_the_exact_item_bootstrap_distribution():

@@ -9,7 +9,7 @@ matched by name.
 Per cell (adapter x task x metric) the combination reports the spread of ``delta`` across the seeds
 of each configuration, and marks
 
-- ``seed_flip``: within some configuration, one seed's delta is > 0 and another's < 0;
+- ``seed_flip``: within some configuration, one seed's delta is > 0 and another's < 0 (``|delta| < EPS`` is 0);
 - ``config_flip``: the configurations' mean deltas have both signs ("configuration sensitivity");
 - ``significant_flip``: one run finds a significant rise and another a significant fall.
 """
@@ -29,6 +29,8 @@ SEED_KEYS = ("sampling.seed",)
 """Config keys whose runs are seeds of one configuration."""
 IGNORED_PREFIXES = ("run_name", "data_dir", "drift.")
 """Config keys that do not make a different configuration."""
+EPS = 1e-9
+"""|delta| below this counts as 0 (a mean of +x and -x is not a sign)."""
 
 
 def flatten_config(cfg: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -131,13 +133,13 @@ def combine(runs: list[RunData]) -> Combined:
             n_seeds=pl.len().cast(pl.UInt32), delta_mean=pl.col("delta").mean(), delta_sd=pl.col("delta").std(),
             delta_min=pl.col("delta").min(), delta_max=pl.col("delta").max(), score_mean=pl.col("score").mean(),
             base_mean=pl.col("base_score").mean(), n_significant=pl.col("significant").fill_null(False).sum().cast(pl.UInt32),
-            seed_flip=(pl.col("delta").min() < 0) & (pl.col("delta").max() > 0),
+            seed_flip=(pl.col("delta").min() < -EPS) & (pl.col("delta").max() > EPS),
         )
     )
     per_config = config_cells.filter(pl.col("adapter") != BASE_NAME)
     flips = per_config.group_by("adapter", "task", "metric").agg(
         seed_flip=pl.col("seed_flip").any(),
-        config_flip=(pl.len() > 1) & (pl.col("delta_mean").min() < 0) & (pl.col("delta_mean").max() > 0),
+        config_flip=(pl.len() > 1) & (pl.col("delta_mean").min() < -EPS) & (pl.col("delta_mean").max() > EPS),
     )
     spread = (
         adapters.group_by("adapter", "task", "metric", maintain_order=True)

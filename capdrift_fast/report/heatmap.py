@@ -51,6 +51,7 @@ class HeatmapData:
 def _fmt(x: float | None, signed: bool = True) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
+    x = round(x, 2) + 0.0  # no "-0.00" for a tiny negative
     return f"{x:+.2f}" if signed else f"{x:.2f}"
 
 
@@ -140,8 +141,9 @@ def combined_heatmap(config_cells: pl.DataFrame, spread: pl.DataFrame, baselines
                 continue
             values[i, j] = r["delta_mean"]
             star = "*" if r["n_significant"] == r["n_seeds"] and r["n_seeds"] > 0 else ""
-            sd = "" if r["delta_sd"] is None else f"sd {r['delta_sd']:.2f}"
-            texts[i][j] = f"{_fmt(r['delta_mean'])}{star}\n{sd} n={r['n_seeds']}"
+            seeds = f"{r['n_seeds']} seed" + ("s" if r["n_seeds"] != 1 else "")
+            sd = seeds if r["delta_sd"] is None else f"sd {r['delta_sd']:.2f} · {seeds}"
+            texts[i][j] = f"{_fmt(r['delta_mean'])}{star}\n{sd}"
             hatches[i, j] = bool(sp.get((a, t, m), {}).get(flip_key))
     flip_text = "across configurations" if n_configs > 1 else "across seeds"
     return HeatmapData(
@@ -180,6 +182,7 @@ def draw_heatmap(data: HeatmapData, path: str | Path, dpi: int = 130) -> Path:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
+
     from matplotlib.patches import Rectangle
 
     R, C, P = len(data.rows), len(data.col_names), len(data.ref_names)
@@ -219,8 +222,7 @@ def draw_heatmap(data: HeatmapData, path: str | Path, dpi: int = 130) -> Path:
     ax_ref.tick_params(which="minor", length=0)
 
     masked = np.ma.masked_invalid(data.values)
-    cmap = plt.get_cmap("RdBu").copy()
-    cmap.set_bad("#eeeeee")
+    cmap = plt.get_cmap("RdBu").with_extremes(bad="#eeeeee")
     im = ax.imshow(masked, cmap=cmap, norm=TwoSlopeNorm(0.0, -vmax, vmax), aspect="auto")
     for i in range(R):
         for j in range(C):
@@ -233,7 +235,10 @@ def draw_heatmap(data: HeatmapData, path: str | Path, dpi: int = 130) -> Path:
                     color="white" if dark else "#111")
             ax.text(j, i + 0.2, tail, ha="center", va="center", fontsize=7, color="white" if dark else "#333")
             if data.hatches.size and data.hatches[i, j]:
-                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="#555", linewidth=0))
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//", edgecolor=(0, 0, 0, 0.28),
+                                       linewidth=0))
+                ax.text(j + 0.44, i - 0.4, "flip", ha="right", va="top", fontsize=6.5, fontstyle="italic",
+                        color="white" if dark else "#222")
             if data.boxes[i, j]:
                 ax.add_patch(Rectangle((j - 0.46, i - 0.46), 0.92, 0.92, fill=False, edgecolor="black", linewidth=2.2))
     ax.set_xticks(range(C), data.col_names, fontsize=8.5)
@@ -251,6 +256,7 @@ def draw_heatmap(data: HeatmapData, path: str | Path, dpi: int = 130) -> Path:
     fig.suptitle(data.title, x=0.02, y=1 - 0.2 / fig_h, ha="left", va="top", fontsize=12, fontweight="bold")
     fig.text(0.02, 0.35 / fig_h, data.footer, fontsize=7.5, color="#444", ha="left", va="center", wrap=True)
     path = Path(path)
-    fig.savefig(path, dpi=dpi, format="png")
+    with matplotlib.rc_context({"hatch.linewidth": 0.6}):  # read at draw time
+        fig.savefig(path, dpi=dpi, format="png")
     plt.close(fig)
     return path

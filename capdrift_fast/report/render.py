@@ -27,7 +27,7 @@ def sgn(x: float | None, digits: int = 3) -> str:
     """A signed number (``+0.083``), ``-`` for missing."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
-    return f"{x:+.{digits}f}"
+    return f"{round(x, digits) + 0.0:+.{digits}f}"  # + 0.0: no "-0.000" for a tiny negative
 
 
 def num(x: float | None, digits: int = 3) -> str:
@@ -97,8 +97,16 @@ def _findings(run: RunData) -> list[dict[str, Any]]:
             flags.append("nominal label not supported")
         if moved_txt:
             flags.append(f"{len(moved_txt)} off-target cell(s) moved significantly")
+        if d["drift"] is None:
+            reading = "undefined (needs on- and off-target tasks)"
+        elif d["drift_low"] is not None and d["drift_low"] > 0:
+            reading = "it moved the other tasks more than its target (drift > 0 beyond chance)"
+        elif d["drift_high"] is not None and d["drift_high"] < 0:
+            reading = "its gains sit on its target (drift < 0 beyond chance)"
+        else:
+            reading = "no clear contrast between on- and off-target change (the interval includes 0)"
         out.append({
-            "adapter": a, "label": d["label"] or "(none)", "status": status, "flags": flags,
+            "adapter": a, "label": d["label"] or "(none)", "status": status, "flags": flags, "reading": reading,
             "on_target": on_txt or "no on-target task in this run (set drift.targets for this label)",
             "moved": moved_txt, "drift": sgn(d["drift"]), "drift_ci": interval(d["drift_low"], d["drift_high"]),
         })
