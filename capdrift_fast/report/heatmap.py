@@ -11,7 +11,7 @@ the base model and the random-guess baseline.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -152,7 +152,8 @@ def combined_heatmap(config_cells: pl.DataFrame, spread: pl.DataFrame, baselines
                 f"number of seeds.  Hatched: the sign of Δ flips {flip_text}.  Bold row: metric used in the drift score."),
         rows=[f"{t} · {m}" for t, m in keys], bold_rows=bold,
         ref_names=[f"base\n{c}" for c in configs] + ["random\nguess"], ref_values=ref,
-        col_names=[f"{a} · {c}\n({labels.get(a, '')})" for a, c in cols], values=values, texts=texts,
+        col_names=[f"{a}{' · ' + c if len(configs) > 1 else ''}\n({labels.get(a, '')})" for a, c in cols],
+        values=values, texts=texts,
         boxes=np.zeros((R, C), bool), hatches=hatches, col_footer=_summary_footer(drift_summary, cols),
     )
 
@@ -186,6 +187,11 @@ def draw_heatmap(data: HeatmapData, path: str | Path, dpi: int = 130) -> Path:
     from matplotlib.patches import Rectangle
 
     R, C, P = len(data.rows), len(data.col_names), len(data.ref_names)
+    if C == 0:  # a base-only run: one empty column instead of a zero-width axis
+        data = replace(data, values=np.full((R, 1), np.nan), texts=[[""] for _ in range(R)],
+                       boxes=np.zeros((R, 1), bool), hatches=np.zeros((R, 1), bool),
+                       col_names=["(no adapters)"], col_footer=[])
+        C = 1
     finite = np.abs(data.values[np.isfinite(data.values)])
     vmax = max(0.05, math.ceil((finite.max() if finite.size else 0.05) * 20) / 20)
     cell_w, cell_h = 1.25, 0.62
