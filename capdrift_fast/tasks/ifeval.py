@@ -27,9 +27,10 @@ class IFEvalTask:
     stop: tuple[str, ...] = ()
     metrics = (
         MetricSpec("pla_strict", "IFEval prompt-level accuracy, strict (Zhou et al. 2023)", primary=True),
-        MetricSpec("ila_strict", "IFEval instruction-level accuracy, strict", weight="n_instructions", primary=True),
+        MetricSpec("ila_strict", "IFEval instruction-level accuracy, strict", weight="n_instructions", primary=True,
+                   binary=False),
         MetricSpec("pla_loose", "IFEval prompt-level accuracy, loose"),
-        MetricSpec("ila_loose", "IFEval instruction-level accuracy, loose", weight="n_instructions"),
+        MetricSpec("ila_loose", "IFEval instruction-level accuracy, loose", weight="n_instructions", binary=False),
     )
 
     def __init__(self, name: str, path: Path, limit: int | None = None) -> None:

@@ -1,0 +1,138 @@
+"""Reading run folders back for a report: config, manifest, scores -> analysed matrix and metadata."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from pydantic import ValidationError
+
+from capdrift_fast.config import RunConfig
+from capdrift_fast.drift import DriftAnalysis, analyze
+from capdrift_fast.errors import CapdriftError, RunFolderError
+from capdrift_fast.io.hashing import hash_folder
+from capdrift_fast.tasks import Task, build_task
+
+BASELINE_SCHEMA = {"task": pl.Utf8, "metric": pl.Utf8, "score": pl.Float64}
+
+
+@dataclass
+class RunData:
+    """One run folder, read and analysed.
+
+    Attributes:
+        run_dir: the folder (absolute).
+        label: its short name in combined reports (the folder name, made unique).
+        config: the resolved run config (``config.json``).
+        manifest: ``manifest.json`` (``{}`` when absent).
+        tasks: the run's tasks by name (built from the config; data is read only for baselines).
+        analysis: matrix, drift scores and bootstrap replicates recomputed from ``scores.parquet``.
+        baselines: random-guess expectations, long (task, metric, score); empty where undefined.
+        notes: things the report should say it could not do (e.g. data missing for baselines).
+        adapter_files: adapter name -> {file: sha256} (from the manifest when it has them).
+    """
+
+    run_dir: Path
+    label: str
+    config: RunConfig
+    manifest: dict[str, Any]
+    tasks: dict[str, Task]
+    analysis: DriftAnalysis
+    baselines: pl.DataFrame
+    notes: list[str] = field(default_factory=list)
+    adapter_files: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Adapter name -> nominal label."""
+        return {a.name: a.label for a in self.config.adapters}
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunFolderError(f"{path}: cannot read ({exc}); is this a finished capdrift run folder?") from None
+
+
+def adapter_hashes(manifest: dict[str, Any], config: RunConfig) -> dict[str, dict[str, str]]:
+    """Adapter name -> ``{file: sha256}``: from ``manifest.json`` when it records them (an
+    ``adapter_hashes`` mapping, or ``files``/``sha256`` mappings on its ``adapters`` entries), else
+    hashed now from each adapter's local folder (``{}`` for a hub id)."""
+    out: dict[str, dict[str, str]] = {}
+    recorded = manifest.get("adapter_hashes")
+    if isinstance(recorded, dict):
+        out.update({k: v for k, v in recorded.items() if isinstance(v, dict)})
+    for entry in manifest.get("adapters") or []:
+        if isinstance(entry, dict) and entry.get("name") not in out:
+            for key in ("files", "sha256", "hashes"):
+                if isinstance(entry.get(key), dict):
+                    out[entry["name"]] = entry[key]
+                    break
+    for a in config.adapters:
+        if a.name not in out:
+            out[a.name] = hash_folder(a.path)
+    return out
+
+
+def random_baselines(tasks: dict[str, Task], samples: dict[str, pl.DataFrame] | None = None) -> tuple[pl.DataFrame, list[str]]:
+    """Random-guess expectations of every task that has a label space (long: task, metric, score),
+    and notes for tasks whose data could not be read. ``samples`` (from a plan) avoids re-reading."""
+    from capdrift_fast.scoring.random_guess import random_guess_scores
+
+    rows, notes = [], []
+    for name, task in tasks.items():
+        if task.benchmark != "superni":
+            continue
+        try:
+            frame = samples[name] if samples and name in samples else task.samples()
+        except CapdriftError as exc:
+            notes.append(f"random-guess row for {name} unavailable: {exc}")
+            continue
+        rows += [{"task": name, "metric": m, "score": v} for m, v in random_guess_scores(task, frame).items()]
+    return pl.DataFrame(rows, schema=BASELINE_SCHEMA), notes
+
+
+def load_run(run_dir: str | Path, label: str | None = None, samples: dict[str, pl.DataFrame] | None = None) -> RunData:
+    """Read a run folder (``config.json``, ``scores.parquet``, ``manifest.json``) and analyse it.
+
+    The matrix is recomputed from ``scores.parquet`` with the run's ``drift`` settings (same seed ->
+    same numbers as ``matrix.parquet``), so reports of older runs get the statistics too.
+
+    Raises:
+        RunFolderError: the folder or a required file is missing or unreadable, or its drift
+            settings name a metric its tasks lack.
+    """
+    run_dir = Path(run_dir).expanduser().resolve()
+    if not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir}: run folder not found")
+    for name in ("config.json", "scores.parquet"):
+        if not (run_dir / name).is_file():
+            raise RunFolderError(f"{run_dir / name}: missing; is {run_dir} a finished capdrift run folder?")
+    try:
+        config = RunConfig.model_validate(_read_json(run_dir / "config.json"))
+    except ValidationError as exc:
+        raise RunFolderError(f"{run_dir / 'config.json'}: not a capdrift run config ({exc.error_count()} problem(s): "
+                             f"{exc.errors()[0]['msg']})") from None
+    manifest = _read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").is_file() else {}
+    tasks = {}
+    for tcfg in config.tasks:
+        task = build_task(tcfg, config.data_dir or ".")
+        tasks[task.name] = task
+    try:
+        scores = pl.read_parquet(run_dir / "scores.parquet")
+    except Exception as exc:  # polars raises several types for a damaged file
+        raise RunFolderError(f"{run_dir / 'scores.parquet'}: cannot read ({exc})") from None
+    labels = {a.name: a.label for a in config.adapters}
+    try:
+        analysis = analyze(scores, tasks, config.drift, labels)
+    except CapdriftError as exc:
+        raise RunFolderError(f"{run_dir / 'config.json'}: {exc}") from None
+    baselines, notes = random_baselines(tasks, samples)
+    if not manifest:
+        notes.append(f"{run_dir / 'manifest.json'} missing: timings and versions unknown")
+    return RunData(run_dir, label or run_dir.name, config, manifest, tasks, analysis, baselines, notes,
+                   adapter_hashes(manifest, config))
