@@ -53,3 +53,12 @@ def build_matrix(scores: pl.DataFrame, tasks: Mapping[str, Task]) -> pl.DataFram
         .select(list(MATRIX_SCHEMA))
         .cast(MATRIX_SCHEMA)  # type: ignore[arg-type]
     )
+
+
+def mark_suspect(matrix: pl.DataFrame, suspect: Mapping[str, bool | None]) -> pl.DataFrame:
+    """``matrix`` with a ``suspect`` (Boolean) column joined on ``adapter``: True when the parity guard
+    found vLLM disagreeing with transformers+peft for that model, False when it agreed, null when the
+    model was not checked (see :mod:`capdrift_fast.parity`)."""
+    flags = pl.DataFrame({"adapter": list(suspect), "suspect": list(suspect.values())},
+                         schema={"adapter": pl.Utf8, "suspect": pl.Boolean})
+    return matrix.join(flags, on="adapter", how="left")
