@@ -444,16 +444,24 @@ def check_adapter(
     if not isinstance(r, int) or isinstance(r, bool) or r < 1:
         problem(f"adapter_config.json: r must be a positive integer, got {r!r}")
         return check
-    for msg in _unsupported_features(cfg):
+    features = _unsupported_features(cfg)
+    for msg in features:
         problem(msg)
 
+    missing = _targets_missing(cfg.get("target_modules"), base) if base.modules else []
+    if missing:
+        problem(f"target module(s) {', '.join(map(repr, missing))} not in the base model (its layers: "
+                f"{', '.join(sorted(base.leaf_names))}); was it trained for another architecture?")
     weights, werr = _adapter_weights(folder, allow_pickle)
     if werr:
         problem(werr)
     pattern_ranks = [v for v in (cfg.get("rank_pattern") or {}).values() if isinstance(v, int)]
     tensor_ranks: list[int] = []
     if weights is not None:
-        tensor_ranks = _check_tensors(weights, cfg, base, problem)
+        # tensors of a feature already reported (DoRA magnitudes, modules_to_save copies) or of a missing
+        # target are the same problem: not reported twice
+        tensor_ranks = _check_tensors(weights, cfg, base, problem, quiet_foreign=bool(features),
+                                      known_missing=set(missing))
     check.max_rank = max([r, *pattern_ranks, *tensor_ranks])
     limit = engine.max_lora_rank
     if check.max_rank > limit:
@@ -465,19 +473,16 @@ def check_adapter(
         elif check.max_rank > SUPPORTED_RANKS[-1]:
             problem(f"LoRA rank {check.max_rank} > {SUPPORTED_RANKS[-1]}, vLLM's largest max_lora_rank")
 
-    missing = _targets_missing(cfg.get("target_modules"), base) if base.modules else []
-    if missing:
-        problem(f"target module(s) {', '.join(map(repr, missing))} not in the base model (its layers: "
-                f"{', '.join(sorted(base.leaf_names))}); was it trained for another architecture?")
     _check_base_name(adapter, cfg, base, problem)
     _check_vocab(folder, base, problem)
     return check
 
 
-def _check_tensors(weights: dict[str, tuple[int, ...]], cfg: dict, base: BaseModelInfo, problem: Any) -> list[int]:
+def _check_tensors(weights: dict[str, tuple[int, ...]], cfg: dict, base: BaseModelInfo, problem: Any,
+                   quiet_foreign: bool = False, known_missing: set[str] = frozenset()) -> list[int]:  # type: ignore[assignment]
     """Shape checks of the LoRA tensors against the base modules; returns the tensors' ranks."""
     foreign = [k for k in weights if _split_tensor_name(k) is None]
-    if foreign:
+    if foreign and not quiet_foreign:
         problem(f"{len(foreign)} tensor(s) that are no LoRA A/B weights (e.g. {foreign[0]!r}), which vLLM does "
                 "not serve; save a plain LoRA adapter")
     by_module: dict[str, dict[str, tuple[int, ...]]] = {}
@@ -503,7 +508,8 @@ def _check_tensors(weights: dict[str, tuple[int, ...]], cfg: dict, base: BaseMod
             continue
         target = base.find_module(module)
         if target is None:
-            not_in_base.append(module)
+            if module.rsplit(".", 1)[-1] not in known_missing:
+                not_in_base.append(module)
             continue
         out_f, in_f = base.modules[target]
         if "embA" in t:  # embedding LoRA: A is (r, vocab), B is (hidden, r); base embedding is (vocab, hidden)
