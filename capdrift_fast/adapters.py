@@ -421,9 +421,10 @@ def check_adapter(
     def problem(msg: str, level: Literal["error", "warning"] = "error") -> None:
         check.problems.append(Problem(subject, adapter.path, msg, level, adapter.name))
 
+    # pickle files are fetched too (fetching runs nothing; loading would) so the message can say what is there
     folder, reason = _resolve_dir(adapter.path, adapter.revision,
-                                  ["adapter_config.json", "adapter_model.safetensors", "added_tokens.json"]
-                                  + (["adapter_model.bin", "adapter_model.pt"] if allow_pickle else []))
+                                  ["adapter_config.json", "adapter_model.safetensors", "added_tokens.json",
+                                   "adapter_model.bin", "adapter_model.pt"])
     if folder is None:
         problem(reason or "not found")
         return check
