@@ -40,13 +40,18 @@ class IFEvalTask:
         """Columns: sample_id (the IFEval key), prompt, instruction_id_list (List[Utf8]), kwargs (JSON Utf8).
 
         Raises:
-            DataError: (policy ``fail``) a line lacks a field, has the wrong type, names an unknown
-                instruction id or gives it unusable kwargs; no usable line at all.
+            DataError: (policy ``fail``) a line lacks a field, has the wrong type, repeats a key, names an
+                unknown instruction id or gives it unusable kwargs; no usable line at all.
         """
         rows = []
+        seen: dict[int, int] = {}
         for lineno, rec in read_jsonl(self.path, self.errors):
             try:
                 self._check_row(lineno, rec)
+                if rec["key"] in seen:  # request ids are adapter/task/key: a repeated key would double one
+                    raise DataError(f"{self.path}:{lineno}: key {rec['key']} repeats line {seen[rec['key']]}",
+                                    self.path, lineno)
+                seen[rec["key"]] = lineno
             except DataError as err:
                 self.errors.bad(err)
                 continue

@@ -83,9 +83,14 @@ class SuperNITask:
             if not isinstance(task["Instances"], list):
                 raise DataError(f"{self.path}: Instances must be a list")
             good = []
+            seen: set[str] = set()
             for i, inst in enumerate(task["Instances"]):
                 try:
                     self._check_instance(i, inst)
+                    if inst["id"] in seen:  # request ids are adapter/task/id: a repeated id would double one
+                        raise DataError(f"{self.path}: Instances[{i}]: id {inst['id']!r} repeats an earlier instance",
+                                        self.path)
+                    seen.add(inst["id"])
                 except DataError as err:
                     self.errors.bad(err)
                     continue

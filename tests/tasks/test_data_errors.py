@@ -26,13 +26,14 @@ def ifeval_file(data_dir, tmp_path) -> tuple[Path, dict[int, str]]:
     no_prompt = {k: v for k, v in good[2].items() if k != "prompt"}
     wrong_type = {**good[2], "key": "90004"}
     lines = [json.dumps(good[0]), json.dumps(bad_id), "{not json", json.dumps(good[1]), json.dumps(no_prompt),
-             json.dumps(bad_kw), json.dumps(wrong_type), "[1, 2]", json.dumps(good[3])]
+             json.dumps(bad_kw), json.dumps(wrong_type), "[1, 2]", json.dumps(good[3]), json.dumps(good[1])]
     path = tmp_path / "ifeval.jsonl"
     path.write_text("\n".join(lines) + "\n")
     # line number -> what its message must say
     return path, {2: "unknown IFEval instruction id 'punctuation:no_coma'. Did you mean 'punctuation:no_comma'?",
                   3: "not valid JSON", 5: "missing field 'prompt'", 6: "num_words",
-                  7: "field 'key' should be int, got str", 8: "expected a JSON object"}
+                  7: "field 'key' should be int, got str", 8: "expected a JSON object",
+                  10: f"key {good[1]['key']} repeats line 4"}
 
 
 def test_ifeval_fail_names_file_and_first_bad_line(ifeval_file):
@@ -80,7 +81,7 @@ def test_gsm8k_rows(data_dir, tmp_path):
 def test_superni_instances(data_dir, tmp_path):
     task = json.loads((data_dir / "superni" / "task828_copa_commonsense_cause_effect.json").read_text())
     inst = task["Instances"][:3]
-    task["Instances"] = [inst[0], {"id": "x1", "input": "no output"}, {**inst[1], "output": []}, inst[2]]
+    task["Instances"] = [inst[0], {"id": "x1", "input": "no output"}, {**inst[1], "output": []}, inst[2], inst[0]]
     path = tmp_path / "t.json"
     path.write_text(json.dumps(task))
     with pytest.raises(DataError, match=r"Instances\[1\] needs 'id', 'input' and 'output'"):
@@ -90,7 +91,8 @@ def test_superni_instances(data_dir, tmp_path):
     assert samples.get_column("sample_id").to_list() == [inst[0]["id"], inst[2]["id"]]
     assert [str(e).split(": ", 1)[1] for e in errors.skipped] == [
         "Instances[1] needs 'id', 'input' and 'output'",
-        f"Instances[2] (id {inst[1]['id']!r}): output must be a non-empty list of strings"]
+        f"Instances[2] (id {inst[1]['id']!r}): output must be a non-empty list of strings",
+        f"Instances[4]: id {inst[0]['id']!r} repeats an earlier instance"]
 
 
 def test_a_file_without_usable_rows_always_fails(tmp_path):
