@@ -12,13 +12,20 @@ import typer
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="What did a LoRA adapter really change? Drift matrices over benchmarks, one vLLM pass.")
 
-OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run folder to create (generations, scores, matrix).")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run folder to create, or to resume (same config).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+PickleOpt = Annotated[bool, typer.Option("--allow-pickle", help="Accept pickle-only adapters (adapter_model.bin); "
+                                         "loading pickle can run code, so only for sources you trust.")]
+ConfigArg = Annotated[Path, typer.Argument(help="Run config (YAML); see configs/.")]
 
 
 def _fail(exc: Exception) -> None:
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
+
+
+def _say(msg: str) -> None:
+    typer.echo(msg)
 
 
 def _report(result, cfg) -> None:  # type: ignore[no-untyped-def]
@@ -29,37 +36,111 @@ def _report(result, cfg) -> None:  # type: ignore[no-untyped-def]
     from capdrift_fast.plan import build_plan
 
     console = Console(width=None if sys.stdout.isatty() else 160)
-    tasks = build_plan(cfg).tasks
+    tasks = build_plan(cfg, data_errors="skip").tasks
     labels = {a.name: a.label for a in cfg.adapters}
     console.print(matrix_table(result.matrix, tasks, labels))
     drift_path = result.run_dir / "drift.parquet"
     if drift_path.is_file():
         console.print(drift_table(pl.read_parquet(drift_path)))
+    tps = f"{result.tokens_per_s:.1f} tokens/s; " if result.generation_s > 0 else ""
     console.print(
-        f"{result.n_requests} requests, {result.output_tokens} output tokens in {result.generation_s:.1f} s "
-        f"({result.tokens_per_s:.1f} tokens/s; engine start {result.engine_start_s:.1f} s). Run folder: {result.run_dir}"
+        f"{result.n_requests} requests ({result.n_generated} generated now), {result.output_tokens} output tokens "
+        f"in {result.generation_s:.1f} s ({tps}engine start {result.engine_start_s:.1f} s). Run folder: {result.run_dir}"
     )
     if (result.run_dir / "report.html").is_file():
         console.print(f"Report: {result.run_dir / 'report.md'}, {result.run_dir / 'report.html'}, {result.run_dir / 'heatmap.png'}")
+    if result.skipped_rows:
+        console.print(f"[yellow]{len(result.skipped_rows)} malformed data row(s) left out; see "
+                      f"{result.run_dir / 'data_errors.json'}[/yellow]")
+    if result.preflight and result.preflight.bad_adapters:
+        console.print(f"[yellow]adapters left out by the preflight: {', '.join(result.preflight.bad_adapters)} "
+                      f"(see {result.run_dir / 'preflight.json'})[/yellow]")
+    if result.parity and result.parity.suspects:
+        console.print(f"[bold red]SUSPECT results (vLLM disagreed with transformers+peft): "
+                      f"{', '.join(result.parity.suspects)}; see {result.run_dir / 'parity.json'}[/bold red]")
 
 
-@app.command()
-def run(
-    config: Annotated[Path, typer.Argument(help="Run config (YAML); see configs/.")],
-    out: OutOpt,
-    quiet: QuietOpt = False,
-) -> None:
-    """Run base + every adapter over every task in one vLLM pass; write shards, scores and the matrix."""
-    from capdrift_fast.config import load_config
-    from capdrift_fast.errors import CapdriftError
+def _run(cfg, out: Path, quiet: bool, allow_pickle: bool):  # type: ignore[no-untyped-def]
     from capdrift_fast.runner import run as run_job
 
     try:
+        return run_job(cfg, out, progress=not quiet, allow_pickle=allow_pickle, notify=_say)
+    except KeyboardInterrupt:
+        typer.secho(f"interrupted; finished generations are saved in {out}. Run the same command to resume.",
+                    fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def run(config: ConfigArg, out: OutOpt, quiet: QuietOpt = False, allow_pickle: PickleOpt = False) -> None:
+    """Run base + every adapter over every task in one vLLM pass; write shards, scores and the matrix.
+
+    The adapters are checked first (as `capdrift validate` does). If OUT already holds this run (killed,
+    preempted, out of memory), it resumes: finished generations are kept and only the rest is generated.
+    """
+    from capdrift_fast.config import load_config
+    from capdrift_fast.errors import CapdriftError
+
+    try:
         cfg = load_config(config)
-        result = run_job(cfg, out, progress=not quiet)
+        result = _run(cfg, out, quiet, allow_pickle)
     except CapdriftError as exc:
         _fail(exc)
     _report(result, cfg)
+
+
+@app.command()
+def validate(
+    config: ConfigArg,
+    adapters_dir: Annotated[Optional[Path], typer.Option("--adapters-dir", help="Also check every subfolder of DIR as "
+                                                         "an adapter (named after the folder) against the config's base model.")] = None,
+    allow_pickle: PickleOpt = False,
+    data: Annotated[bool, typer.Option("--data/--no-data", help="Also check every data row of the tasks.")] = True,
+) -> None:
+    """Check a run config, its base model, every adapter and the task data, without starting any engine.
+
+    Prints one line per problem (naming the adapter or file and what to do); exit code 2 when any is an error.
+    """
+    from capdrift_fast.adapters import adapters_in_dir, preflight
+    from capdrift_fast.config import load_config
+    from capdrift_fast.errors import CapdriftError
+
+    try:
+        cfg = load_config(config)
+        extra, problems = adapters_in_dir(adapters_dir) if adapters_dir else ([], [])
+        known = {a.name for a in cfg.adapters}
+        clash = [a for a in extra if a.name in known]
+        extra = [a for a in extra if a.name not in known]
+        report = preflight(cfg, allow_pickle, extra)
+    except CapdriftError as exc:
+        _fail(exc)
+    lines = [*map(str, problems), *map(str, report.problems)]
+    lines += [f"error: adapter folder {a.name!r} ({a.path}): the config already has an adapter of this name; "
+              "rename the folder" for a in clash]
+    for line in lines:
+        typer.echo(line)
+    n_err = sum(line.startswith("error") for line in lines)
+    checked = len(report.checks)
+    typer.echo(f"adapters: {checked - len(report.bad_adapters)} of {checked} OK"
+               + (f" (max_lora_rank raised to {report.max_lora_rank})" if report.max_lora_rank != cfg.engine.max_lora_rank else ""))
+    if data:
+        from capdrift_fast.plan import build_plan
+
+        try:
+            plan = build_plan(cfg, data_errors="skip")
+        except CapdriftError as exc:
+            typer.echo(f"error: data: {exc}")
+            n_err += 1
+        else:
+            for err in plan.skipped_rows:
+                typer.echo(f"{'error' if cfg.data_errors == 'fail' else 'warning'}: data: {err}")
+            n_err += len(plan.skipped_rows) if cfg.data_errors == "fail" else 0
+            typer.echo(f"data: {plan.requests.height // len(plan.adapters)} samples in {len(plan.tasks)} tasks, "
+                       f"{len(plan.skipped_rows)} malformed row(s)")
+    if n_err:
+        typer.secho(f"{n_err} error(s); no engine was started.", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    typer.echo("OK: ready to run.")
 
 
 @app.command()
@@ -78,7 +159,7 @@ def demo(
     from capdrift_fast.config import default_data_dir, load_config
     from capdrift_fast.demo import build_demo_assets, demo_config
     from capdrift_fast.errors import CapdriftError, DataError
-    from capdrift_fast.runner import run as run_job
+    from capdrift_fast.io import atomic_write_text
 
     try:
         data = (data_dir or default_data_dir()).resolve()
@@ -88,10 +169,10 @@ def demo(
         out.mkdir(parents=True, exist_ok=True)
         cfg_path = out / "demo_config.yaml"
         raw = demo_config(assets, data, limit, seed=seed, temperature=temperature)
-        cfg_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        atomic_write_text(cfg_path, yaml.safe_dump(raw, sort_keys=False))
         typer.echo(f"demo assets: {assets}\nconfig: {cfg_path}")
         cfg = load_config(cfg_path)
-        result = run_job(cfg, out, progress=not quiet)
+        result = _run(cfg, out, quiet, False)
     except CapdriftError as exc:
         _fail(exc)
     _report(result, cfg)

@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from capdrift_fast.errors import ConfigError, UnknownNameError
 
 ADAPTER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+"""Names of adapters, tasks and runs: letters, digits, ``_.-``, at most 64, not starting with ``.``/``-``.
+They appear in request ids (``adapter/task/sample_id``) and may name files, so they can never hold a
+path separator or climb out of the run folder (``..``)."""
 BASE_NAME = "base"
 """The name the base model (no adapter) carries in every output table."""
 
@@ -47,18 +50,28 @@ class AdapterConfig(_Strict):
     path: str
     label: str = "unlabelled"
     revision: str | None = None
+    check_base_model: bool = Field(
+        default=True,
+        description="Refuse the adapter when its recorded base model names another model than the run's. "
+        "Set false for an adapter whose base was only renamed (shapes are still checked).",
+    )
 
     @field_validator("name")
     @classmethod
     def _name_is_safe(cls, v: str) -> str:
         if v == BASE_NAME:
             raise ValueError(f"{BASE_NAME!r} is reserved for the base model; rename the adapter")
-        if not ADAPTER_NAME_RE.match(v):
-            raise ValueError(
-                "adapter names use letters, digits, '_', '.', '-' (at most 64, not starting with '.'"
-                " or '-') so they are safe as file names"
-            )
-        return v
+        return check_safe_name(v, "adapter")
+
+
+def check_safe_name(value: str, kind: str) -> str:
+    """``value`` if it matches :data:`ADAPTER_NAME_RE`, else ``ValueError`` saying what is allowed."""
+    if not ADAPTER_NAME_RE.match(value) or ".." in value:
+        raise ValueError(
+            f"{kind} names use letters, digits, '_', '.', '-' (at most 64, not starting with '.' or '-',"
+            f" no '..') so they are safe in request ids and file names; got {value!r}"
+        )
+    return value
 
 
 class _TaskBase(_Strict):
@@ -66,6 +79,11 @@ class _TaskBase(_Strict):
     data: str | None = Field(default=None, description="Data file; relative to data_dir. Default per benchmark.")
     limit: int | None = Field(default=None, ge=1, description="Use only the first N samples.")
     max_tokens: int | None = Field(default=None, ge=1, description="Overrides sampling.max_tokens.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_safe(cls, v: str | None) -> str | None:
+        return None if v is None else check_safe_name(v, "task")
 
 
 class IFEvalTaskConfig(_TaskBase):
@@ -127,6 +145,11 @@ class EngineConfig(_Strict):
     )
     isolate_base: bool = True
     enable_chunked_prefill: bool | None = None
+    raise_max_lora_rank: bool = Field(
+        default=False,
+        description="When an adapter's rank exceeds max_lora_rank, raise max_lora_rank to the smallest "
+        "supported value that fits instead of refusing the adapter (costs memory).",
+    )
     max_inflight: int | None = Field(
         default=None, ge=1, description="Requests handed to the engine at once; default 4 x max_num_seqs."
     )
@@ -192,10 +215,48 @@ class DriftConfig(_Strict):
             if not patterns:
                 raise ValueError(f"label {label!r} needs at least one task pattern (e.g. [gsm8k])")
         return {**DEFAULT_TARGETS, **v}
+class ParityConfig(_Strict):
+    """The parity guard: canary requests re-checked with transformers+peft after generation.
+
+    ``canaries_per_task``: the first N samples of each task, for the base and every adapter (taken from
+    the run's own generations, so the check sees the real batch composition). ``max_tokens``: tokens
+    compared per canary. ``mode``: ``tokens`` = greedy tokens must be equal (float32); ``logprob`` =
+    teacher-forced with the reference, each of vLLM's tokens must be within ``logprob_tolerance`` nats of
+    the reference's most likely token (bf16/fp16 numerics); ``auto`` = ``tokens`` when the engine runs in
+    float32, else ``logprob``. ``device``: where the reference runs (``auto``: cuda when available).
+
+    Why 0.5 nats: a correct bf16 engine should part from the reference only where the reference's top
+    tokens lie within bf16 noise of each other (assumed to be a few tenths of a nat; not measured here, no
+    GPU), while a token from another adapter lies further below. On the random demo model, whose
+    distributions are nearly flat, the mis-served base's worst canary token lay 1.09 nats below the
+    reference's choice and correctly served tokens 0.0 (float32 on CPU); calibrate on your model if needed.
+    """
+
+    enabled: bool = True
+    canaries_per_task: int = Field(default=2, ge=1)
+    max_tokens: int = Field(default=16, ge=1)
+    mode: Literal["auto", "tokens", "logprob"] = "auto"
+    logprob_tolerance: float = Field(default=0.5, gt=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class OutputConfig(_Strict):
+    """How generations are streamed to ``generations/shard-NNNNN.arrow``: a shard is written (atomically)
+    every ``shard_rows`` generations or ``shard_seconds`` seconds, whichever comes first; a crash loses at
+    most that much work. May change between a run and its resume."""
+
+    shard_rows: int = Field(default=1024, ge=1)
+    shard_seconds: float = Field(default=30.0, gt=0)
 
 
 class RunConfig(_Strict):
-    """A whole run: base model, adapters, tasks, engine and sampling settings."""
+    """A whole run: base model, adapters, tasks, engine and sampling settings.
+
+    ``on_bad_adapter``: ``fail`` stops before any engine starts when an adapter fails the preflight;
+    ``skip`` leaves it out and reports it. ``data_errors``: ``fail`` stops at the first malformed data row;
+    ``skip`` leaves every malformed row out and reports each one (file:line) in the CLI output and
+    ``RUN_DIR/data_errors.json``.
+    """
 
     run_name: str = "run"
     data_dir: str | None = Field(
@@ -207,6 +268,15 @@ class RunConfig(_Strict):
     engine: EngineConfig = EngineConfig()
     sampling: SamplingConfig = SamplingConfig()
     drift: DriftConfig = DriftConfig()
+    on_bad_adapter: Literal["fail", "skip"] = "fail"
+    data_errors: Literal["fail", "skip"] = "fail"
+    parity: ParityConfig = ParityConfig()
+    output: OutputConfig = OutputConfig()
+
+    @field_validator("run_name")
+    @classmethod
+    def _run_name_is_safe(cls, v: str) -> str:
+        return check_safe_name(v, "run")
 
     @model_validator(mode="after")
     def _unique_names(self) -> "RunConfig":

@@ -14,8 +14,9 @@ from capdrift_fast.tasks.base import Task
 def matrix_table(matrix: pl.DataFrame, tasks: Mapping[str, Task], labels: Mapping[str, str] | None = None):  # type: ignore[no-untyped-def]
     """A ``rich.table.Table`` of the primary metrics: the base column shows the score, each adapter
     column ``score (gain vs base)``, green for a gain and red for a loss, ``*`` when the gain is
-    significant (``significant`` column, Benjamini–Hochberg). Only the display pivots; ``matrix``
-    (long, see :mod:`capdrift_fast.drift`) is unchanged."""
+    significant (``significant`` column, Benjamini–Hochberg); a model the parity guard marked
+    ``suspect`` says so in its header. Only the display pivots; ``matrix`` (long, see
+    :mod:`capdrift_fast.drift`) is unchanged."""
     from rich.table import Table
 
     labels = labels or {}
@@ -23,8 +24,14 @@ def matrix_table(matrix: pl.DataFrame, tasks: Mapping[str, Task], labels: Mappin
     table = Table(title="Drift matrix: score (gain vs base), * = significant (BH)")
     table.add_column("task", no_wrap=True)
     table.add_column("metric", no_wrap=True)
+    suspect = set()
+    if "suspect" in matrix.columns:
+        suspect = set(matrix.filter(pl.col("suspect").fill_null(False)).get_column("adapter").to_list())
     for m in models:
-        table.add_column(m if m == BASE_NAME else f"{m}\n[dim]{labels.get(m, '')}[/dim]", justify="right", no_wrap=True)
+        head = m if m == BASE_NAME else f"{m}\n[dim]{labels.get(m, '')}[/dim]"
+        if m in suspect:
+            head += "\n[bold red]SUSPECT[/bold red]"
+        table.add_column(head, justify="right", no_wrap=True)
     cells = {(r["adapter"], r["task"], r["metric"]): r for r in matrix.iter_rows(named=True)}
     for task in tasks.values():
         for metric in (m for m in task.metrics if m.primary):

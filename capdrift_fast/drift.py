@@ -317,3 +317,12 @@ def drift_scores(
             "n_on_target": len(on), "n_on_improved": improved, "label_status": status, "off_moved": moved,
         })
     return pl.DataFrame(rows, schema=DRIFT_SCHEMA)
+
+
+def mark_suspect(matrix: pl.DataFrame, suspect: Mapping[str, bool | None]) -> pl.DataFrame:
+    """``matrix`` with a ``suspect`` (Boolean) column joined on ``adapter``: True when the parity guard
+    found vLLM disagreeing with transformers+peft for that model, False when it agreed, null when the
+    model was not checked (see :mod:`capdrift_fast.parity`)."""
+    flags = pl.DataFrame({"adapter": list(suspect), "suspect": list(suspect.values())},
+                         schema={"adapter": pl.Utf8, "suspect": pl.Boolean})
+    return matrix.join(flags, on="adapter", how="left")

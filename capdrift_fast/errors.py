@@ -19,11 +19,37 @@ class ConfigError(CapdriftError):
 
 
 class DataError(CapdriftError):
-    """A benchmark data file is missing or malformed; the message names the file (and line)."""
+    """A benchmark data file is missing or malformed; the message names the file (and line).
+
+    Attributes:
+        path: the data file, when the error is about one row of it (else None).
+        line: 1-based line number of that row in a JSON-lines file, or None (whole-file errors, JSON files).
+    """
+
+    def __init__(self, message: str, path: object = None, line: int | None = None) -> None:
+        super().__init__(message)
+        self.path = None if path is None else str(path)
+        self.line = line
 
 
 class AdapterError(CapdriftError):
     """An adapter cannot be served; the message names the adapter and what to do."""
+
+
+class PreflightError(AdapterError):
+    """One or more adapters (or the base model) failed the preflight; ``problems`` holds one line each."""
+
+    def __init__(self, problems: "list[object]") -> None:
+        self.problems = problems
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(
+            f"preflight found {len(problems)} problem(s); no engine was started:\n{lines}\n"
+            "Fix them, or set `on_bad_adapter: skip` in the config to run without the bad adapters."
+        )
+
+
+class RunDirError(CapdriftError):
+    """The run folder cannot be resumed as asked (another config, foreign or doubled shards)."""
 
 
 class EngineError(CapdriftError):

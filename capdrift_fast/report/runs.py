@@ -59,10 +59,13 @@ def _read_json(path: Path) -> Any:
 
 
 def adapter_hashes(manifest: dict[str, Any], config: RunConfig) -> dict[str, dict[str, str]]:
-    """Adapter name -> ``{file: sha256}``: from ``manifest.json`` when it records them (an
-    ``adapter_hashes`` mapping, or ``files``/``sha256`` mappings on its ``adapters`` entries), else
+    """Adapter name -> ``{file: sha256}``: from ``manifest.json`` when it records them (the runner's
+    ``files.adapters.<name>.sha256``, an ``adapter_hashes`` mapping, or ``files``/``sha256`` mappings on its
+    ``adapters`` entries), else
     hashed now from each adapter's local folder (``{}`` for a hub id)."""
     out: dict[str, dict[str, str]] = {}
+    files = (manifest.get("files") or {}).get("adapters") or {}  # the runner's manifest: files.adapters.<name>.sha256
+    out.update({k: v["sha256"] for k, v in files.items() if isinstance(v, dict) and isinstance(v.get("sha256"), dict)})
     recorded = manifest.get("adapter_hashes")
     if isinstance(recorded, dict):
         out.update({k: v for k, v in recorded.items() if isinstance(v, dict)})

@@ -8,22 +8,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from capdrift_fast.config import GSM8KTaskConfig, IFEvalTaskConfig, SuperNITaskConfig, TaskConfig, task_name
-from capdrift_fast.tasks.base import MetricSpec, Task
+from capdrift_fast.tasks.base import MetricSpec, RowErrors, Task
 from capdrift_fast.tasks.gsm8k import GSM8KTask
 from capdrift_fast.tasks.ifeval import IFEvalTask
 from capdrift_fast.tasks.superni import SuperNITask
 
-__all__ = ["MetricSpec", "Task", "build_task", "GSM8KTask", "IFEvalTask", "SuperNITask"]
+__all__ = ["MetricSpec", "RowErrors", "Task", "build_task", "GSM8KTask", "IFEvalTask", "SuperNITask"]
 
 
-def build_task(cfg: TaskConfig, data_dir: str | Path) -> Task:
-    """The task for one config entry; ``cfg.data`` is resolved against ``data_dir`` unless absolute."""
+def build_task(cfg: TaskConfig, data_dir: str | Path, errors: RowErrors | None = None) -> Task:
+    """The task for one config entry; ``cfg.data`` is resolved against ``data_dir`` unless absolute.
+    ``errors`` decides what happens to malformed rows (default: raise :class:`DataError`)."""
     data_dir = Path(data_dir)
     name = task_name(cfg)
     if isinstance(cfg, IFEvalTaskConfig):
-        return IFEvalTask(name, data_dir / (cfg.data or "ifeval/input_data.jsonl"), cfg.limit)
+        return IFEvalTask(name, data_dir / (cfg.data or "ifeval/input_data.jsonl"), cfg.limit, errors)
     if isinstance(cfg, GSM8KTaskConfig):
-        return GSM8KTask(name, data_dir / (cfg.data or "gsm8k/test.jsonl"), cfg.limit, cfg.num_fewshot)
+        return GSM8KTask(name, data_dir / (cfg.data or "gsm8k/test.jsonl"), cfg.limit, cfg.num_fewshot, errors)
     if isinstance(cfg, SuperNITaskConfig):
-        return SuperNITask(name, data_dir / cfg.data, cfg.limit, cfg.num_pos_examples)  # type: ignore[operator]
+        return SuperNITask(name, data_dir / cfg.data, cfg.limit, cfg.num_pos_examples, errors)  # type: ignore[operator]
     raise TypeError(f"no task for {type(cfg).__name__}")

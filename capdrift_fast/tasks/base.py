@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Protocol, runtime_checkable
+from typing import Any, Iterator, Literal, Protocol, runtime_checkable
 
 import polars as pl
 
@@ -63,12 +63,37 @@ class Task(Protocol):
         ...
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+class RowErrors:
+    """What a task loader does with a malformed row: ``fail`` raises its :class:`DataError` at once;
+    ``skip`` records it in :attr:`skipped` (every one, with file and line) and the loader goes on.
+
+    Whole-file problems (missing file, no samples left) always raise.
+    """
+
+    def __init__(self, policy: Literal["fail", "skip"] = "fail") -> None:
+        self.policy = policy
+        self.skipped: list[DataError] = []
+
+    def bad(self, err: DataError) -> None:
+        """Handle one bad row.
+
+        Raises:
+            DataError: ``err`` itself, when the policy is ``fail``.
+        """
+        if self.policy == "fail":
+            raise err
+        self.skipped.append(err)
+
+
+def read_jsonl(path: Path, errors: RowErrors | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, record)`` for each non-empty line of a JSON-lines file.
 
+    A line that is not a JSON object goes to ``errors`` (default: raise).
+
     Raises:
-        DataError: the file is missing, or a line is not a JSON object (names file and line).
+        DataError: the file is missing, or (policy ``fail``) a line is not a JSON object (names file and line).
     """
+    errors = errors or RowErrors()
     if not path.is_file():
         raise DataError(f"{path}: data file not found (set data_dir in the config or $CAPDRIFT_DATA_DIR)")
     with path.open(encoding="utf-8") as fh:
@@ -78,18 +103,28 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+                errors.bad(DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})", path, lineno))
+                continue
             if not isinstance(rec, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object")
+                errors.bad(DataError(f"{path}:{lineno}: expected a JSON object", path, lineno))
+                continue
             yield lineno, rec
 
 
 def require_fields(path: Path, lineno: int, rec: dict[str, Any], fields: dict[str, type]) -> None:
-    """Raise :class:`DataError` naming file, line and field when ``rec`` lacks a field or has the wrong type."""
+    """Raise :class:`DataError` naming file, line and field when ``rec`` lacks a field or has the wrong type
+    (``bool`` does not count as ``int``)."""
     for name, typ in fields.items():
         if name not in rec:
-            raise DataError(f"{path}:{lineno}: missing field {name!r}")
-        if not isinstance(rec[name], typ):
+            raise DataError(f"{path}:{lineno}: missing field {name!r}", path, lineno)
+        value = rec[name]
+        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
             raise DataError(
-                f"{path}:{lineno}: field {name!r} should be {typ.__name__}, got {type(rec[name]).__name__}"
+                f"{path}:{lineno}: field {name!r} should be {typ.__name__}, got {type(value).__name__}", path, lineno
             )
+
+
+def no_samples_error(path: Path, errors: RowErrors) -> DataError:
+    """The error for a data file none of whose rows is usable."""
+    why = f" (all {len(errors.skipped)} rows read were malformed)" if errors.skipped else ""
+    return DataError(f"{path}: no usable samples{why}")

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from capdrift_fast.errors import DataError
-from capdrift_fast.tasks.base import MetricSpec, read_jsonl, require_fields
+from capdrift_fast.tasks.base import MetricSpec, RowErrors, no_samples_error, read_jsonl, require_fields
 
 DEFAULT_DATA = "gsm8k/test.jsonl"
 STRICT_RE = r"#### (\-?[0-9\.\,]+)"
@@ -53,25 +53,35 @@ class GSM8KTask:
         MetricSpec("numeric_match_flexible", "GSM8K numeric match, lm-eval flexible-extract (last number)", primary=True),
     )
 
-    def __init__(self, name: str, path: Path, limit: int | None = None, num_fewshot: int = 0) -> None:
+    def __init__(self, name: str, path: Path, limit: int | None = None, num_fewshot: int = 0,
+                 errors: RowErrors | None = None) -> None:
         self.name, self.path, self.limit, self.num_fewshot = name, path, limit, num_fewshot
+        self.errors = errors or RowErrors()
 
     def samples(self) -> pl.DataFrame:
         """Columns: sample_id (0-based line index in the file), prompt, target (gold final answer text).
 
         Raises:
-            DataError: a line lacks ``question``/``answer`` or its answer has no ``#### N``.
+            DataError: (policy ``fail``) a line lacks ``question``/``answer`` or its answer has no ``#### N``;
+                no usable line at all.
         """
         records = []
-        for lineno, rec in read_jsonl(self.path):
-            require_fields(self.path, lineno, rec, {"question": str, "answer": str})
-            if "####" not in rec["answer"]:
-                raise DataError(f"{self.path}:{lineno}: answer has no '#### <number>' final answer")
+        for lineno, rec in read_jsonl(self.path, self.errors):
+            try:
+                require_fields(self.path, lineno, rec, {"question": str, "answer": str})
+                if "####" not in rec["answer"]:
+                    raise DataError(f"{self.path}:{lineno}: answer has no '#### <number>' final answer",
+                                    self.path, lineno)
+            except DataError as err:
+                self.errors.bad(err)
+                continue
             records.append((lineno - 1, rec))
         shots, evals = records[: self.num_fewshot], records[self.num_fewshot :]
         prefix = "".join(f"Question: {r['question']}\nAnswer: {r['answer']}\n\n" for _, r in shots)
         if self.limit:
             evals = evals[: self.limit]
+        if not evals:
+            raise no_samples_error(self.path, self.errors)
         return pl.DataFrame(
             {
                 "sample_id": [str(i) for i, _ in evals],

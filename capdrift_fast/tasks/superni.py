@@ -22,7 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from capdrift_fast.errors import DataError
-from capdrift_fast.tasks.base import MetricSpec
+from capdrift_fast.tasks.base import MetricSpec, RowErrors, no_samples_error
 
 _PUNCT_CLASS = "[" + "".join("\\" + c if c in "\\[]^-&~" else c for c in string.punctuation) + "]"
 
@@ -61,8 +61,10 @@ class SuperNITask:
         MetricSpec("format_correct", "format correctness: response in the label space (Kung & Peng 2023)", primary=True),
     )
 
-    def __init__(self, name: str, path: Path, limit: int | None = None, num_pos_examples: int = 2) -> None:
+    def __init__(self, name: str, path: Path, limit: int | None = None, num_pos_examples: int = 2,
+                 errors: RowErrors | None = None) -> None:
         self.name, self.path, self.limit, self.num_pos_examples = name, path, limit, num_pos_examples
+        self.errors = errors or RowErrors()
         self._task: dict | None = None
 
     def _load(self) -> dict:
@@ -73,16 +75,40 @@ class SuperNITask:
                 task = json.loads(self.path.read_text(encoding="utf-8"))
             except json.JSONDecodeError as exc:
                 raise DataError(f"{self.path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+            if not isinstance(task, dict):
+                raise DataError(f"{self.path}: expected a JSON object with Definition, Positive Examples, Instances")
             for field in ("Definition", "Positive Examples", "Instances"):
                 if field not in task:
                     raise DataError(f"{self.path}: missing top-level field {field!r}")
+            if not isinstance(task["Instances"], list):
+                raise DataError(f"{self.path}: Instances must be a list")
+            good = []
+            seen: set[str] = set()
             for i, inst in enumerate(task["Instances"]):
-                if not (isinstance(inst, dict) and all(k in inst for k in ("id", "input", "output"))):
-                    raise DataError(f"{self.path}: Instances[{i}] needs 'id', 'input' and 'output'")
-                if not (isinstance(inst["output"], list) and inst["output"] and all(isinstance(o, str) for o in inst["output"])):
-                    raise DataError(f"{self.path}: Instances[{i}].output must be a non-empty list of strings")
-            self._task = task
+                try:
+                    self._check_instance(i, inst)
+                    if inst["id"] in seen:  # request ids are adapter/task/id: a repeated id would double one
+                        raise DataError(f"{self.path}: Instances[{i}]: id {inst['id']!r} repeats an earlier instance",
+                                        self.path)
+                    seen.add(inst["id"])
+                except DataError as err:
+                    self.errors.bad(err)
+                    continue
+                good.append(inst)
+            if not good:
+                raise no_samples_error(self.path, self.errors)
+            self._task = {**task, "Instances": good}
         return self._task
+
+    def _check_instance(self, i: int, inst: object) -> None:
+        where = f"{self.path}: Instances[{i}]"
+        if not (isinstance(inst, dict) and all(k in inst for k in ("id", "input", "output"))):
+            raise DataError(f"{where} needs 'id', 'input' and 'output'", self.path)
+        if not (isinstance(inst["id"], str) and isinstance(inst["input"], str)):
+            raise DataError(f"{where} (id {inst['id']!r}): 'id' and 'input' must be strings", self.path)
+        out = inst["output"]
+        if not (isinstance(out, list) and out and all(isinstance(o, str) for o in out)):
+            raise DataError(f"{where} (id {inst['id']!r}): output must be a non-empty list of strings", self.path)
 
     def label_space(self) -> list[str]:
         """Every distinct gold output over all instances of the file, as written (sorted)."""
