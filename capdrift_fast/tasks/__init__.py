@@ -25,5 +25,6 @@ def build_task(cfg: TaskConfig, data_dir: str | Path) -> Task:
     if isinstance(cfg, GSM8KTaskConfig):
         return GSM8KTask(name, data_dir / (cfg.data or "gsm8k/test.jsonl"), cfg.limit, cfg.num_fewshot)
     if isinstance(cfg, SuperNITaskConfig):
-        return SuperNITask(name, data_dir / cfg.data, cfg.limit, cfg.num_pos_examples)  # type: ignore[operator]
+        return SuperNITask(name, data_dir / cfg.data, cfg.limit, cfg.num_pos_examples,  # type: ignore[operator]
+                           definition=cfg.definition, examples=cfg.examples)
     raise TypeError(f"no task for {type(cfg).__name__}")

@@ -323,3 +323,15 @@ def test_loose_variants_polars_equals_python(response: str) -> None:
     frame = _variants(pl.Series([response])).sort("_var")
     assert frame["text"].to_list() == loose_variants(response)
     assert frame["valid"].to_list() == [bool(v.strip()) for v in loose_variants(response)]
+
+
+def test_lower_newer_constant_and_py_lower() -> None:
+    """Polars lower-cases exactly the LOWER_NEWER characters differently; py_lower equals str.lower."""
+    chars = pl.Series(_ALL_CHARS)
+    rust = chars.str.to_lowercase().to_list()
+    differ = [c for c, low in zip(_ALL_CHARS, rust, strict=True) if c.lower() != low]
+    assert chars.str.contains("^" + pycompat.LOWER_NEWER + "$").to_list() == [c in set(differ) for c in _ALL_CHARS]
+    assert pl.select(pycompat.py_lower(pl.lit(chars))).to_series().to_list() == [c.lower() for c in _ALL_CHARS]
+    texts = ["ΟΔΟΣ \ua7cbΑΣ\ua7cb", "İSTANBUL", "\U00010d50x\u1c89Y", None, ""]
+    got = pl.select(pycompat.py_lower(pl.lit(pl.Series(texts, dtype=pl.Utf8)))).to_series().to_list()
+    assert got == [t.lower() if t is not None else None for t in texts]
