@@ -28,7 +28,7 @@ from capdrift_fast.scoring.ifeval import (
     score_ifeval,
     text,
 )
-from capdrift_fast.scoring.ifeval.evaluate import _variants
+from capdrift_fast.scoring.ifeval.evaluate import OUTPUT_COLUMNS, _variants
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "ifeval_cases.json").read_text())
 NEEDS_PUNKT = {"length_constraints:number_sentences", "change_case:capital_word_frequency"}
@@ -335,3 +335,15 @@ def test_lower_newer_constant_and_py_lower() -> None:
     texts = ["ΟΔΟΣ \ua7cbΑΣ\ua7cb", "İSTANBUL", "\U00010d50x\u1c89Y", None, ""]
     got = pl.select(pycompat.py_lower(pl.lit(pl.Series(texts, dtype=pl.Utf8)))).to_series().to_list()
     assert got == [t.lower() if t is not None else None for t in texts]
+
+
+def test_chunked_scoring_equals_whole(golden_scored: tuple[list[dict], pl.DataFrame]) -> None:
+    """Frames longer than chunk_rows are scored in slices: same rows, same verdicts, errors name the
+    row of the whole frame."""
+    _, whole = golden_scored
+    frame = whole.drop(list(OUTPUT_COLUMNS))
+    assert score_ifeval(frame, chunk_rows=7).equals(whole)
+    bad = pl.concat([frame, pl.DataFrame({"response": ["x"], "instruction_id_list": [["keywords:existence"]],
+                                          "kwargs": ['[{"keywords": 3}]']})], how="diagonal_relaxed")
+    with pytest.raises(ValueError, match=rf"row {frame.height}: "):
+        score_ifeval(bad.select(frame.columns), chunk_rows=7)
