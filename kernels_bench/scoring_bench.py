@@ -18,8 +18,11 @@ as parquet under ``--workdir``, seeded):
   first line of a real IFEval response (10 %); exact match, format correctness and ROUGE-L.
 
 Implementations, each run in its own subprocess per repeat (responses/s = rows / scoring wall time,
-data loading and imports excluded, after a 64-row warm-up; peak RSS = the child's ``ru_maxrss`` from
-``os.wait4``, i.e. ``getrusage(RUSAGE_CHILDREN)`` of that one child):
+data loading and imports excluded, after a 64-row warm-up). Peak memory: the child's ``VmHWM`` (peak
+resident set of its own address space, ``/proc/self/status``), and the child's ``ru_maxrss`` as
+``os.wait4`` returns it (``getrusage(RUSAGE_CHILDREN)`` of that one child). ``ru_maxrss`` also counts the
+parent's resident set at spawn (Linux records the old address space's peak at ``exec``), so the parent
+stays small: it imports no Polars and builds the workloads in subprocesses too.
 
 - ``capdrift``: ``score_ifeval`` + ``ifeval_accuracies``; ``score_numeric``; ``score_classification`` +
   ``score_rouge_l``.
@@ -51,9 +54,6 @@ import tempfile
 import time
 import types
 from pathlib import Path
-
-import numpy as np
-import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ("ifeval", "gsm8k", "superni")
@@ -91,7 +91,10 @@ def _double_spaces(text: str, row: int) -> str:
     return " ".join(parts)
 
 
-def build_ifeval(n: int, seed: int, data: Path) -> pl.DataFrame:
+def build_ifeval(n: int, seed: int, data: Path):  # type: ignore[no-untyped-def]
+    import numpy as np
+    import polars as pl
+
     base = []
     for inputs, responses in IFEVAL_PAIRS:
         resp = {r["prompt"]: r["response"] for r in _jsonl(data / "ifeval" / responses)}
@@ -108,7 +111,10 @@ def build_ifeval(n: int, seed: int, data: Path) -> pl.DataFrame:
                "kwargs": pl.Utf8})
 
 
-def build_gsm8k(n: int, seed: int, data: Path) -> pl.DataFrame:
+def build_gsm8k(n: int, seed: int, data: Path):  # type: ignore[no-untyped-def]
+    import numpy as np
+    import polars as pl
+
     base = _jsonl(data / "gsm8k" / "test.jsonl")
     rng = np.random.default_rng(seed)
     pick, kind, other = rng.integers(0, len(base), n), rng.random(n), rng.integers(0, len(base), n)
@@ -132,7 +138,10 @@ def build_gsm8k(n: int, seed: int, data: Path) -> pl.DataFrame:
     return pl.DataFrame({"response": responses, "target": targets})
 
 
-def build_superni(n: int, seed: int, data: Path) -> pl.DataFrame:
+def build_superni(n: int, seed: int, data: Path):  # type: ignore[no-untyped-def]
+    import numpy as np
+    import polars as pl
+
     base = []
     for name in SUPERNI_FILES:
         task = json.loads((data / "superni" / f"{name}.json").read_text(encoding="utf-8"))
@@ -166,12 +175,22 @@ BUILDERS = {"ifeval": build_ifeval, "gsm8k": build_gsm8k, "superni": build_super
 
 
 def workload(bench: str, n: int, seed: int, workdir: Path) -> Path:
+    """The cached workload parquet, built in a subprocess (keeps this process small, see docstring)."""
     path = workdir / f"{bench}-{n}-seed{seed}.parquet"
     if not path.exists():
         t0 = time.perf_counter()
-        BUILDERS[bench](n, seed, data_dir()).write_parquet(path)
+        subprocess.run([sys.executable, str(Path(__file__).resolve()), "_build", "--bench", bench, "--rows", str(n),
+                        "--seed", str(seed), "--data", str(path)], check=True)
         print(f"  built {path.name} in {time.perf_counter() - t0:.1f} s", flush=True)
     return path
+
+
+def _vm_hwm_kib() -> int:
+    """Peak resident set of this process's address space (``VmHWM``, KiB; Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 # --- the scorers ---------------------------------------------------------------------------------------
@@ -302,15 +321,17 @@ def reference(bench: str):  # type: ignore[no-untyped-def]
 
 def measure(args: argparse.Namespace) -> None:
     """Child process: load the workload, warm up, time one scoring pass; print a JSON line."""
+    import polars as pl
+
     frame = pl.read_parquet(args.data, n_rows=args.rows)
     score = ours(args.bench) if args.impl == "capdrift" else reference(args.bench)
     score(frame.head(64))
-    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_loaded = _vm_hwm_kib()
     t0 = time.perf_counter()
     result = score(frame)
     seconds = time.perf_counter() - t0
     print(json.dumps({"seconds": seconds, "rows": frame.height, "rss_before_scoring_kib": rss_loaded,
-                      "result": {k: float(v) for k, v in result.items()}}))
+                      "vm_hwm_kib": _vm_hwm_kib(), "result": {k: float(v) for k, v in result.items()}}))
 
 
 class _Popen(subprocess.Popen):
@@ -336,7 +357,8 @@ def run_child(bench: str, impl: str, data: Path, rows: int) -> dict:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{stderr[-3000:]}")
     out = json.loads(stdout.strip().splitlines()[-1])
     out["load_avg_1m_before"] = round(load, 2)
-    out["peak_rss_kib"] = proc.rusage.ru_maxrss if proc.rusage else None
+    out["ru_maxrss_kib"] = proc.rusage.ru_maxrss if proc.rusage else None
+    out["parent_rss_kib"] = _vm_hwm_kib()
     return out
 
 
@@ -348,6 +370,11 @@ def main() -> None:
     m.add_argument("--impl", choices=("capdrift", "reference"), required=True)
     m.add_argument("--data", type=Path, required=True)
     m.add_argument("--rows", type=int, required=True)
+    b = sub.add_parser("_build")
+    b.add_argument("--bench", choices=BENCHMARKS, required=True)
+    b.add_argument("--rows", type=int, required=True)
+    b.add_argument("--seed", type=int, required=True)
+    b.add_argument("--data", type=Path, required=True)
     ap.add_argument("--benchmarks", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS))
     ap.add_argument("--sizes", nargs="+", type=int, default=[100_000, 1_000_000])
     ap.add_argument("--repeats", type=int, default=3, help="Children per (benchmark, size, implementation).")
@@ -362,6 +389,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.cmd == "_measure":
         measure(args)
+        return
+    if args.cmd == "_build":
+        BUILDERS[args.bench](args.rows, args.seed, data_dir()).write_parquet(args.data)
         return
 
     ref_rows = dict(DEFAULT_REF_ROWS)
@@ -382,7 +412,7 @@ def main() -> None:
                 for r in range(repeats):
                     runs.append(run_child(bench, impl, data, rows))
                     print(f"  {bench} n={size} {impl} rows={rows} repeat {r + 1}/{repeats}: "
-                          f"{runs[-1]['seconds']:.2f} s, peak {runs[-1]['peak_rss_kib'] / 1024:.0f} MiB, "
+                          f"{runs[-1]['seconds']:.2f} s, peak {runs[-1]['vm_hwm_kib'] / 1024:.0f} MiB, "
                           f"load {runs[-1]['load_avg_1m_before']}", flush=True)
                 seconds = statistics.median(x["seconds"] for x in runs)
                 results.append({
@@ -391,8 +421,10 @@ def main() -> None:
                     "seconds_median": round(seconds * size / rows, 3),
                     "measured_seconds": [round(x["seconds"], 3) for x in runs],
                     "responses_per_s": round(rows / seconds, 1),
-                    "peak_rss_mib_median": round(statistics.median(x["peak_rss_kib"] for x in runs) / 1024, 1),
-                    "peak_rss_mib": [round(x["peak_rss_kib"] / 1024, 1) for x in runs],
+                    "peak_rss_mib_median": round(statistics.median(x["vm_hwm_kib"] for x in runs) / 1024, 1),
+                    "peak_rss_mib": [round(x["vm_hwm_kib"] / 1024, 1) for x in runs],
+                    "ru_maxrss_mib": [round(x["ru_maxrss_kib"] / 1024, 1) for x in runs],
+                    "parent_peak_rss_mib": round(max(x["parent_rss_kib"] for x in runs) / 1024, 1),
                     "rss_before_scoring_mib": [round(x["rss_before_scoring_kib"] / 1024, 1) for x in runs],
                     "load_avg_1m_before": [x["load_avg_1m_before"] for x in runs],
                     "scores": runs[0]["result"],
@@ -407,7 +439,9 @@ def main() -> None:
             "responses_per_s = measured_rows / median scoring wall time (imports, data load, 64-row warm-up excluded)",
             "reference rows < rows: timed on the first measured_rows rows of the same workload, seconds_median "
             "extrapolated linearly (extrapolated: true); peak RSS is then that of the measured run",
-            "peak RSS = the child's ru_maxrss (os.wait4), including the loaded workload (rss_before_scoring_mib)",
+            "peak_rss_mib = the child's VmHWM (its own peak resident set), including imports and the loaded "
+            "workload (rss_before_scoring_mib = VmHWM after load + warm-up); ru_maxrss_mib = os.wait4's value, "
+            "which also counts the parent's resident set at spawn (parent_peak_rss_mib)",
             "ifeval rows are resampled real responses made distinct (two spaces doubled per row)",
         ],
         "results": results,
