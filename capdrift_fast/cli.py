@@ -90,8 +90,11 @@ def demo(
 @app.command("score-file")
 def score_file(
     benchmark: Annotated[str, typer.Argument(help="ifeval, gsm8k or superni.")],
-    data: Annotated[Path, typer.Option("--data", help="Benchmark data: IFEval input_data.jsonl, GSM8K test.jsonl, or a SuperNI task .json.")],
-    responses: Annotated[Path, typer.Option("--responses", help="JSON lines: ifeval {prompt, response}; gsm8k {index or question, response}; superni {id, response}.")],
+    data: Annotated[Path, typer.Option(
+        "--data", help="Benchmark data: IFEval input_data.jsonl, GSM8K test.jsonl, or a SuperNI task .json.")],
+    responses: Annotated[Path, typer.Option(
+        "--responses",
+        help="JSON lines: ifeval {prompt, response}; gsm8k {index or question, response}; superni {id, response}.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write, one row per scored item.")],
     skip_missing: Annotated[bool, typer.Option(help="Score only the data items that have a response.")] = False,
     skip_extra: Annotated[bool, typer.Option(help="Ignore responses that match no data item.")] = False,

@@ -154,8 +154,9 @@ def _unique(answers: pl.DataFrame, on: str, path: Path) -> None:
     dup = answers.group_by(on).agg(pl.col("_line")).filter(pl.col("_line").list.len() > 1)
     if dup.height:
         row = dup.row(0, named=True)
-        raise DataError(f"{path}: {dup.height} {on}s have more than one response (e.g. {on} {_short(row[on])} "
-                        f"on lines {', '.join(map(str, sorted(row['_line'])))}); keep one per {on}")
+        lines = ", ".join(map(str, sorted(row["_line"])))
+        raise DataError(f"{path}: {dup.height} {on} values have more than one response "
+                        f"(e.g. {on} {_short(row[on])} on lines {lines}); keep one per {on}")
 
 
 def _rate(name: str, column: pl.Series) -> Accuracy:

@@ -158,7 +158,7 @@ def test_gsm8k_errors(data_dir, gsm8k_rows, tmp_path) -> None:
                    skip_missing=True)
     dup = _jsonl(tmp_path / "dup.jsonl", [{"index": 3, "response": "1"},
                                           {"question": gsm8k_rows[3]["question"], "response": "2"}])
-    with pytest.raises(DataError, match=r"dup.jsonl: 1 indexs have more than one response .*lines 1, 2"):
+    with pytest.raises(DataError, match=r"dup.jsonl: 1 index values have more than one response .*lines 1, 2"):
         score_file("gsm8k", data, dup, skip_missing=True)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"index": 1, "response": "1"}\n{"response": "2"}\n')
