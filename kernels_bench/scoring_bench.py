@@ -34,7 +34,9 @@ stays small: it imports no Polars and builds the workloads in subprocesses too.
   the first ``--ref-rows`` rows of the same workload and extrapolated linearly to N (marked
   ``extrapolated`` in the JSON): at ~150 IFEval rows/s, 1M rows would take ~2 h per repeat.
 
-The 1-minute load average is recorded before every child; the JSON keeps every repeat and the medians.
+Repeats of ours and the reference are interleaved so both see similar load; the 1-minute load average
+is recorded before every child, and scoring CPU time (``time.process_time``) is kept beside wall time
+(less sensitive to other users on a shared machine). The JSON keeps every repeat and the medians.
 """
 
 from __future__ import annotations
@@ -327,10 +329,10 @@ def measure(args: argparse.Namespace) -> None:
     score = ours(args.bench) if args.impl == "capdrift" else reference(args.bench)
     score(frame.head(64))
     rss_loaded = _vm_hwm_kib()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     result = score(frame)
-    seconds = time.perf_counter() - t0
-    print(json.dumps({"seconds": seconds, "rows": frame.height, "rss_before_scoring_kib": rss_loaded,
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "rows": frame.height, "rss_before_scoring_kib": rss_loaded,
                       "vm_hwm_kib": _vm_hwm_kib(), "result": {k: float(v) for k, v in result.items()}}))
 
 
@@ -400,35 +402,35 @@ def main() -> None:
         ref_rows[bench] = int(n)
     args.workdir.mkdir(parents=True, exist_ok=True)
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
-    results = []
+    results: list[dict] = []
+    speedups: list[dict] = []
     for bench in args.benchmarks:
         for size in args.sizes:
             data = workload(bench, size, args.seed, args.workdir)
+            plan = {}
             for impl in ("capdrift", "reference"):
                 rows = size if impl == "capdrift" else min(size, ref_rows[bench])
-                repeats = args.repeats_large if (impl, bench) == ("capdrift", "ifeval") and size >= 1_000_000 \
-                    else args.repeats
-                runs = []
-                for r in range(repeats):
-                    runs.append(run_child(bench, impl, data, rows))
+                large = (impl, bench) == ("capdrift", "ifeval") and size >= 1_000_000
+                plan[impl] = (rows, args.repeats_large if large else args.repeats)
+            runs: dict[str, list[dict]] = {"capdrift": [], "reference": []}
+            # interleaved (ours, reference, ours, ...) so both see the same load on a shared machine
+            for r in range(max(n for _, n in plan.values())):
+                for impl, (rows, repeats) in plan.items():
+                    if r >= repeats:
+                        continue
+                    run = run_child(bench, impl, data, rows)
+                    runs[impl].append(run)
                     print(f"  {bench} n={size} {impl} rows={rows} repeat {r + 1}/{repeats}: "
-                          f"{runs[-1]['seconds']:.2f} s, peak {runs[-1]['vm_hwm_kib'] / 1024:.0f} MiB, "
-                          f"load {runs[-1]['load_avg_1m_before']}", flush=True)
-                seconds = statistics.median(x["seconds"] for x in runs)
-                results.append({
-                    "benchmark": bench, "rows": size, "implementation": impl, "measured_rows": rows,
-                    "extrapolated": rows < size,
-                    "seconds_median": round(seconds * size / rows, 3),
-                    "measured_seconds": [round(x["seconds"], 3) for x in runs],
-                    "responses_per_s": round(rows / seconds, 1),
-                    "peak_rss_mib_median": round(statistics.median(x["vm_hwm_kib"] for x in runs) / 1024, 1),
-                    "peak_rss_mib": [round(x["vm_hwm_kib"] / 1024, 1) for x in runs],
-                    "ru_maxrss_mib": [round(x["ru_maxrss_kib"] / 1024, 1) for x in runs],
-                    "parent_peak_rss_mib": round(max(x["parent_rss_kib"] for x in runs) / 1024, 1),
-                    "rss_before_scoring_mib": [round(x["rss_before_scoring_kib"] / 1024, 1) for x in runs],
-                    "load_avg_1m_before": [x["load_avg_1m_before"] for x in runs],
-                    "scores": runs[0]["result"],
-                })
+                          f"{run['seconds']:.2f} s wall, {run['cpu_seconds']:.2f} s CPU, "
+                          f"peak {run['vm_hwm_kib'] / 1024:.0f} MiB, load {run['load_avg_1m_before']}", flush=True)
+            for impl, (rows, _) in plan.items():
+                results.append(_summary(bench, size, impl, rows, runs[impl]))
+            ours_r, ref_r = results[-2], results[-1]
+            speedups.append({
+                "benchmark": bench, "rows": size,
+                "wall": round(ours_r["responses_per_s"] / ref_r["responses_per_s"], 2),
+                "cpu": round(ours_r["responses_per_cpu_s"] / ref_r["responses_per_cpu_s"], 2),
+            })
     out = {
         "benchmark": "scoring", "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -436,7 +438,10 @@ def main() -> None:
                  "machine": platform.machine()},
         "versions": _versions(),
         "notes": [
-            "responses_per_s = measured_rows / median scoring wall time (imports, data load, 64-row warm-up excluded)",
+            "responses_per_s = measured_rows / median scoring wall time (imports, data load, 64-row warm-up excluded); "
+            "responses_per_cpu_s = measured_rows / median scoring CPU time (time.process_time: all threads, less "
+            "sensitive to other users' load; Polars runs multi-threaded, the references single-threaded)",
+            "repeats of ours and the reference are interleaved so that both see similar load",
             "reference rows < rows: timed on the first measured_rows rows of the same workload, seconds_median "
             "extrapolated linearly (extrapolated: true); peak RSS is then that of the measured run",
             "peak_rss_mib = the child's VmHWM (its own peak resident set), including imports and the loaded "
@@ -444,6 +449,7 @@ def main() -> None:
             "which also counts the parent's resident set at spawn (parent_peak_rss_mib)",
             "ifeval rows are resampled real responses made distinct (two spaces doubled per row)",
         ],
+        "speedup_ours_over_reference": speedups,
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -451,6 +457,27 @@ def main() -> None:
     print(f"wrote {args.out}")
     if args.plot:
         plot(out, args.out.with_suffix(".png"))
+
+
+def _summary(bench: str, size: int, impl: str, rows: int, runs: list[dict]) -> dict:
+    seconds = statistics.median(x["seconds"] for x in runs)
+    cpu = statistics.median(x["cpu_seconds"] for x in runs)
+    return {
+        "benchmark": bench, "rows": size, "implementation": impl, "measured_rows": rows,
+        "extrapolated": rows < size,
+        "seconds_median": round(seconds * size / rows, 3),
+        "measured_seconds": [round(x["seconds"], 3) for x in runs],
+        "measured_cpu_seconds": [round(x["cpu_seconds"], 3) for x in runs],
+        "responses_per_s": round(rows / seconds, 1),
+        "responses_per_cpu_s": round(rows / cpu, 1),
+        "peak_rss_mib_median": round(statistics.median(x["vm_hwm_kib"] for x in runs) / 1024, 1),
+        "peak_rss_mib": [round(x["vm_hwm_kib"] / 1024, 1) for x in runs],
+        "ru_maxrss_mib": [round(x["ru_maxrss_kib"] / 1024, 1) for x in runs],
+        "parent_peak_rss_mib": round(max(x["parent_rss_kib"] for x in runs) / 1024, 1),
+        "rss_before_scoring_mib": [round(x["rss_before_scoring_kib"] / 1024, 1) for x in runs],
+        "load_avg_1m_before": [x["load_avg_1m_before"] for x in runs],
+        "scores": runs[0]["result"],
+    }
 
 
 def _versions() -> dict[str, str | None]:
