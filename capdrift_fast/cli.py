@@ -200,6 +200,37 @@ def report(
     typer.echo(f"Report: {files.markdown}\n        {files.html}\n        {files.heatmap}")
 
 
+@app.command("score-file")
+def score_file(
+    benchmark: Annotated[str, typer.Argument(help="ifeval, gsm8k or superni.")],
+    data: Annotated[Path, typer.Option(
+        "--data", help="Benchmark data: IFEval input_data.jsonl, GSM8K test.jsonl, or a SuperNI task .json.")],
+    responses: Annotated[Path, typer.Option(
+        "--responses",
+        help="JSON lines: ifeval {prompt, response}; gsm8k {index or question, response}; superni {id, response}.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write, one row per scored item.")],
+    skip_missing: Annotated[bool, typer.Option(help="Score only the data items that have a response.")] = False,
+    skip_extra: Annotated[bool, typer.Option(help="Ignore responses that match no data item.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of SuperNI's random-guess baseline.")] = 0,
+) -> None:
+    """Score responses produced elsewhere; write SCORES.parquet and print the benchmark's accuracies."""
+    from capdrift_fast.errors import CapdriftError
+    from capdrift_fast.io.atomic import atomic_write
+    from capdrift_fast.scoring.external import score_file as run_scoring
+
+    try:
+        result = run_scoring(benchmark, data, responses, skip_missing=skip_missing, skip_extra=skip_extra, seed=seed)
+    except CapdriftError as exc:
+        _fail(exc)
+    atomic_write(out, lambda tmp: result.scores.write_parquet(tmp))
+    for note in result.notes:
+        typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"{result.benchmark}: {result.scores.height} scored -> {out}")
+    for acc in result.accuracies + ([result.baseline] if result.baseline else []):
+        count = f"({acc.hits}/{acc.total})" if acc.hits is not None else f"(n={acc.total})"
+        typer.echo(f"{acc.name:<26} {acc.value:.4f}  {count}" + (f"  {acc.note}" if acc.note else ""))
+
+
 def main() -> None:  # pragma: no cover - console script
     """Entry point of the ``capdrift`` console script."""
     app(prog_name="capdrift")

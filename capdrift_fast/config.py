@@ -102,10 +102,19 @@ class GSM8KTaskConfig(_TaskBase):
 
 class SuperNITaskConfig(_TaskBase):
     """One Super-NaturalInstructions task file (Wang et al. 2022), encoded as Tk-Instruct does:
-    definition, ``num_pos_examples`` positive examples, then the instance."""
+    definition, ``num_pos_examples`` positive examples, then the instance.
+
+    ``definition`` / ``examples`` select the test-time ablations of Kung & Peng 2023 ("Do Models
+    Really Learn to Follow Instructions?", ACL 2023, arXiv:2305.11383): the task definition
+    ``original``, ``simplified`` (only the output space: "Answer with one of: ...") or ``empty``; the
+    positive examples ``original``, ``delusive`` (wrong input-to-output mapping) or ``empty``. A
+    non-default variant is part of the default task name (see :func:`task_name`).
+    """
 
     benchmark: Literal["superni"]
     num_pos_examples: int = Field(default=2, ge=0, le=8)
+    definition: Literal["original", "simplified", "empty"] = "original"
+    examples: Literal["original", "delusive", "empty"] = "original"
 
     @model_validator(mode="after")
     def _data_required(self) -> "SuperNITaskConfig":
@@ -296,13 +305,23 @@ class RunConfig(_Strict):
 
 
 def task_name(task: TaskConfig) -> str:
-    """The task's name in tables: ``name`` if set, else the benchmark, or ``superni_<file stem>``."""
+    """The task's name in tables: ``name`` if set, else the benchmark, or ``superni_<task id>``.
+
+    A SuperNI ablation adds its non-default parts, ``.def-<definition>`` then ``.ex-<examples>``:
+    ``superni_task828.def-simplified.ex-delusive``, ``superni_task828.ex-empty`` (letters, digits,
+    ``_.-`` only, so the name is safe in file names and request ids).
+    """
     if task.name:
         return task.name
     if isinstance(task, SuperNITaskConfig) and task.data:
         stem = Path(task.data).stem
         m = re.match(r"(task\d+)", stem)
-        return f"superni_{m.group(1) if m else stem}"
+        name = f"superni_{m.group(1) if m else stem}"
+        if task.definition != "original":
+            name += f".def-{task.definition}"
+        if task.examples != "original":
+            name += f".ex-{task.examples}"
+        return name
     return task.benchmark
 
 

@@ -19,7 +19,7 @@ def test_help_is_instant_and_imports_no_engine():
     code = "import sys, capdrift_fast.cli; assert 'vllm' not in sys.modules and 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
     out = CliRunner().invoke(app, ["--help"])
-    assert out.exit_code == 0 and "demo" in out.output and "run" in out.output
+    assert out.exit_code == 0 and "demo" in out.output and "run" in out.output and "score-file" in out.output
 
 
 def test_bad_config_is_one_clear_error(tmp_path):

@@ -79,3 +79,10 @@ def test_missing_and_non_yaml_files(tmp_path):
         load_config(write(tmp_path, "model: [unclosed"))
     with pytest.raises(ConfigError, match="mapping"):
         load_config(write(tmp_path, "- a\n- b\n"))
+
+
+def test_unknown_ablation_variant_names_field(tmp_path):
+    path = write(tmp_path, {**GOOD, "tasks": [{"benchmark": "superni", "data": "x.json", "definition": "simple"}]})
+    with pytest.raises(ConfigError, match=r"field tasks\.0\.definition") as exc:
+        load_config(path)
+    assert "'original', 'simplified' or 'empty'" in str(exc.value)

@@ -1,8 +1,13 @@
 """Scoring: generations -> one row per generation with its metric values.
 
-Each task scores its own generations (see :mod:`capdrift_fast.tasks`); metric families live here:
-:mod:`capdrift_fast.scoring.ifeval` (IFEval checkers, strict/loose). GSM8K numeric match and SuperNI
-exact match / format correctness are Polars expressions in their task modules.
+Each task scores its own generations (see :mod:`capdrift_fast.tasks`) with the metric families here,
+each checked against its reference implementation in ``tests/scoring/``:
+
+- :mod:`.ifeval`: IFEval checkers, strict/loose, prompt/instruction level (google-research, lm-eval);
+- :mod:`.numeric`: GSM8K numeric match, lm-eval's ``strict-match`` and ``flexible-extract``;
+- :mod:`.classification`: SuperNI exact match, format correctness, random-guess baseline (Kung & Peng);
+- :mod:`.rouge`: SuperNI's ROUGE-L (rouge-score, stemmed);
+- :mod:`.external`: ``capdrift score-file``, scoring response files produced elsewhere.
 """
 
 from __future__ import annotations

@@ -26,5 +26,6 @@ def build_task(cfg: TaskConfig, data_dir: str | Path, errors: RowErrors | None =
     if isinstance(cfg, GSM8KTaskConfig):
         return GSM8KTask(name, data_dir / (cfg.data or "gsm8k/test.jsonl"), cfg.limit, cfg.num_fewshot, errors)
     if isinstance(cfg, SuperNITaskConfig):
-        return SuperNITask(name, data_dir / cfg.data, cfg.limit, cfg.num_pos_examples, errors)  # type: ignore[operator]
+        return SuperNITask(name, data_dir / cfg.data, cfg.limit, cfg.num_pos_examples, errors,  # type: ignore[operator]
+                           definition=cfg.definition, examples=cfg.examples)
     raise TypeError(f"no task for {type(cfg).__name__}")

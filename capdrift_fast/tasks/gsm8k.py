@@ -5,7 +5,8 @@ prompt ``"Question: {question}\\nAnswer:"``, stop at ``"Question:"``; two answer
 ``strict-match`` (the number after ``#### ``) and ``flexible-extract`` (the last number in the
 response) — compared with the gold final number after removing ``,``, ``$``, everything up to
 ``#### `` and a trailing ``.``, case-insensitively (lm-eval's ``exact_match`` with
-``regexes_to_ignore``). An extraction that finds nothing is ``[invalid]`` and scores 0.
+``regexes_to_ignore``). An extraction that finds nothing is ``[invalid]`` and scores 0. The scorer
+lives in :mod:`capdrift_fast.scoring.numeric`.
 """
 
 from __future__ import annotations
@@ -15,31 +16,10 @@ from pathlib import Path
 import polars as pl
 
 from capdrift_fast.errors import DataError
+from capdrift_fast.scoring.numeric import score_numeric
 from capdrift_fast.tasks.base import MetricSpec, RowErrors, no_samples_error, read_jsonl, require_fields
 
 DEFAULT_DATA = "gsm8k/test.jsonl"
-STRICT_RE = r"#### (\-?[0-9\.\,]+)"
-FLEXIBLE_RE = r"(-?[$0-9.,]{2,})|(-?[0-9]+)"
-IGNORE_RES = (r",", r"\$", r"(?s).*#### ", r"\.$")
-INVALID = "[invalid]"
-
-
-def normalize_number(expr: pl.Expr) -> pl.Expr:
-    """lm-eval's ``exact_match`` preprocessing for GSM8K: each of ``IGNORE_RES`` removed, then lower-cased."""
-    for pattern in IGNORE_RES:
-        expr = expr.str.replace_all(pattern, "")
-    return expr.str.to_lowercase()
-
-
-def extract_strict(response: pl.Expr) -> pl.Expr:
-    """``strict-match``: the first ``#### N`` in the response, else ``[invalid]``."""
-    return response.str.extract(STRICT_RE, 1).fill_null(INVALID)
-
-
-def extract_flexible(response: pl.Expr) -> pl.Expr:
-    """``flexible-extract``: the last match of ``FLEXIBLE_RE`` (first non-empty group), else ``[invalid]``."""
-    last = response.str.extract_all(FLEXIBLE_RE).list.last()
-    return last.fill_null(INVALID)
 
 
 class GSM8KTask:
@@ -92,10 +72,10 @@ class GSM8KTask:
         )
 
     def score(self, generations: pl.DataFrame) -> pl.DataFrame:
-        """Numeric match per generation (1.0/0.0), both extractions."""
-        gold = normalize_number(pl.col("target"))
-        return generations.select(
+        """Numeric match per generation (1.0/0.0), both extractions (:mod:`capdrift_fast.scoring.numeric`)."""
+        scored = score_numeric(generations.select("request_id", "response", "target"))
+        return scored.select(
             "request_id",
-            (normalize_number(extract_strict(pl.col("response"))) == gold).cast(pl.Float64).alias("numeric_match_strict"),
-            (normalize_number(extract_flexible(pl.col("response"))) == gold).cast(pl.Float64).alias("numeric_match_flexible"),
+            pl.col("numeric_match_strict").cast(pl.Float64),
+            pl.col("numeric_match_flexible").cast(pl.Float64),
         )

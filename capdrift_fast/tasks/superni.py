@@ -5,12 +5,23 @@ Prompts are encoded as Tk-Instruct encodes them (``src/ni_collator.py``, definit
 "Now complete the following example -\\nInput: {instance}.\\nOutput: "``, a ``.`` added where a part
 does not already end in punctuation.
 
-Metrics:
+Metrics (:mod:`capdrift_fast.scoring.classification`, :mod:`capdrift_fast.scoring.rouge`):
 
 - ``exact_match``: SuperNI's ``compute_metrics.py``: the normalised response equals any normalised
-  gold output (normalisation: lower-case, remove punctuation, remove articles, collapse whitespace).
+  gold output (normalisation: lower-case, remove punctuation, collapse whitespace; articles kept);
 - ``format_correct``: format correctness (Kung & Peng 2023, arXiv:2305.11383): the normalised
-  response lies in the task's label space (every gold output of every instance, normalised).
+  response lies in the task's label space (every gold output of every instance, normalised);
+- ``rougeL``: SuperNI's ROUGE-L F-measure (rouge-score, stemmed), max over the gold outputs.
+
+Test-time ablations of Kung & Peng 2023 ("Do Models Really Learn to Follow Instructions? An Empirical
+Study of Instruction Tuning", ACL 2023, arXiv:2305.11383), chosen per task in the config:
+
+- ``definition``: ``original``; ``simplified`` -- "all semantic components removed, only the output
+  space information left": here ``"Answer with one of: {labels}."`` with the task's label space as
+  written, sorted (:func:`simplified_definition`); ``empty`` -- no definition at all;
+- ``examples``: ``original``; ``delusive`` -- the same positive examples with a wrong input-to-output
+  mapping: each example's output replaced by the next label of the sorted label space (cyclically;
+  :func:`delusive_examples`, deterministic, always a different label); ``empty`` -- no examples.
 """
 
 from __future__ import annotations
@@ -22,17 +33,12 @@ from pathlib import Path
 import polars as pl
 
 from capdrift_fast.errors import DataError
+from capdrift_fast.scoring.classification import normalize_answer, score_classification
+from capdrift_fast.scoring.rouge import score_rouge_l
 from capdrift_fast.tasks.base import MetricSpec, RowErrors, no_samples_error
 
-_PUNCT_CLASS = "[" + "".join("\\" + c if c in "\\[]^-&~" else c for c in string.punctuation) + "]"
-
-
-def normalize_answer(expr: pl.Expr) -> pl.Expr:
-    """SuperNI's ``normalize_answer`` as a Polars expression: lower, drop punctuation, drop the
-    articles a/an/the as whole words, collapse whitespace and strip."""
-    expr = expr.str.to_lowercase().str.replace_all(_PUNCT_CLASS, "")
-    expr = expr.str.replace_all(r"\b(a|an|the)\b", " ")
-    return expr.str.replace_all(r"\s+", " ").str.strip_chars(" ")
+DEFINITION_VARIANTS = ("original", "simplified", "empty")
+EXAMPLE_VARIANTS = ("original", "delusive", "empty")
 
 
 def _end_punct(text: str) -> str:
@@ -50,36 +56,68 @@ def encode_prompt(definition: str, examples: list[dict], instance_input: str) ->
     return head + shots + "Now complete the following example -\n" + _end_punct(f"Input: {instance_input.strip()}") + "\nOutput: "
 
 
+def simplified_definition(labels: list[str]) -> str:
+    """Kung & Peng (2023)'s simplified task definition: only the output space, as
+    ``"Answer with one of: a, b."`` (``labels`` as written, in the given order)."""
+    return "Answer with one of: " + ", ".join(labels) + "."
+
+
+def delusive_examples(examples: list[dict], labels: list[str]) -> list[dict]:
+    """Kung & Peng (2023)'s delusive examples: the examples with a wrong input-to-output mapping.
+
+    Each example's output is replaced by the label that follows its own in ``labels`` (cyclically),
+    comparing SuperNI-normalised forms (:func:`~capdrift_fast.scoring.classification.normalize_answer`);
+    distinct spellings of one normalised label count once (the first in ``labels`` is used). An
+    output outside the label space gets the first label. Deterministic.
+
+    Raises:
+        ValueError: the label space has fewer than two distinct normalised labels.
+    """
+    norm = pl.select(normalize_answer(pl.lit(pl.Series(labels + [e["output"] for e in examples], dtype=pl.Utf8))))
+    normalised = norm.to_series().to_list()
+    space: dict[str, str] = {}
+    for raw, n in zip(labels, normalised[: len(labels)], strict=True):
+        space.setdefault(n, raw)
+    order = list(space)
+    if len(order) < 2:
+        raise ValueError(f"delusive examples need at least two distinct labels, got {labels}")
+    out = []
+    for ex, n in zip(examples, normalised[len(labels) :], strict=True):
+        wrong = order[(order.index(n) + 1) % len(order)] if n in space else order[0]
+        out.append({**ex, "output": space[wrong]})
+    return out
+
+
 class SuperNITask:
-    """One SuperNI task file; ``limit`` keeps the first N instances (SuperNI evaluates the first 100)."""
+    """One SuperNI task file; ``limit`` keeps the first N instances (SuperNI evaluates the first 100).
+
+    ``definition`` (``original`` | ``simplified`` | ``empty``) and ``examples`` (``original`` |
+    ``delusive`` | ``empty``) select Kung & Peng (2023)'s test-time ablations (module docstring).
+    """
 
     benchmark = "superni"
-    version = "1.0"
+    version = "1.1"
     stop: tuple[str, ...] = ("\n",)
     metrics = (
         MetricSpec("exact_match", "SuperNI exact match after normalisation (compute_metrics.py)", primary=True),
         MetricSpec("format_correct", "format correctness: response in the label space (Kung & Peng 2023)", primary=True),
+        MetricSpec("rougeL", "SuperNI ROUGE-L F-measure (rouge-score, stemmed), max over gold outputs", binary=False),
     )
 
     def __init__(self, name: str, path: Path, limit: int | None = None, num_pos_examples: int = 2,
-                 errors: RowErrors | None = None) -> None:
+                 errors: RowErrors | None = None, definition: str = "original", examples: str = "original") -> None:
+        if definition not in DEFINITION_VARIANTS:
+            raise ValueError(f"definition must be one of {DEFINITION_VARIANTS}, got {definition!r}")
+        if examples not in EXAMPLE_VARIANTS:
+            raise ValueError(f"examples must be one of {EXAMPLE_VARIANTS}, got {examples!r}")
         self.name, self.path, self.limit, self.num_pos_examples = name, path, limit, num_pos_examples
+        self.definition, self.examples = definition, examples
         self.errors = errors or RowErrors()
         self._task: dict | None = None
 
     def _load(self) -> dict:
         if self._task is None:
-            if not self.path.is_file():
-                raise DataError(f"{self.path}: SuperNI task file not found")
-            try:
-                task = json.loads(self.path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{self.path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-            if not isinstance(task, dict):
-                raise DataError(f"{self.path}: expected a JSON object with Definition, Positive Examples, Instances")
-            for field in ("Definition", "Positive Examples", "Instances"):
-                if field not in task:
-                    raise DataError(f"{self.path}: missing top-level field {field!r}")
+            task = load_task_file(self.path, check_instances=False)
             if not isinstance(task["Instances"], list):
                 raise DataError(f"{self.path}: Instances must be a list")
             good = []
@@ -114,6 +152,26 @@ class SuperNITask:
         """Every distinct gold output over all instances of the file, as written (sorted)."""
         return sorted({o for inst in self._load()["Instances"] for o in inst["output"]})
 
+    def prompt_parts(self) -> tuple[str, list[dict]]:
+        """The definition text and positive examples after the selected ablations.
+
+        Raises:
+            DataError: ``examples: delusive`` on a task with fewer than two labels.
+        """
+        task = self._load()
+        labels = self.label_space()
+        original = task["Definition"][0] if isinstance(task["Definition"], list) else task["Definition"]
+        definition = {"original": original, "simplified": simplified_definition(labels), "empty": ""}[self.definition]
+        examples = list(task["Positive Examples"][: self.num_pos_examples])
+        if self.examples == "empty":
+            examples = []
+        elif self.examples == "delusive":
+            try:
+                examples = delusive_examples(examples, labels)
+            except ValueError as exc:
+                raise DataError(f"{self.path}: {exc}") from None
+        return definition, examples
+
     def samples(self) -> pl.DataFrame:
         """Columns: sample_id (instance id), prompt, target (List[Utf8] gold outputs), labels (List[Utf8]).
 
@@ -121,8 +179,7 @@ class SuperNITask:
             DataError: the file is missing/invalid or an instance lacks id/input/output.
         """
         task = self._load()
-        definition = task["Definition"][0] if isinstance(task["Definition"], list) else task["Definition"]
-        examples = task["Positive Examples"][: self.num_pos_examples]
+        definition, examples = self.prompt_parts()
         instances = task["Instances"][: self.limit] if self.limit else task["Instances"]
         labels = self.label_space()
         rows = []
@@ -133,12 +190,41 @@ class SuperNITask:
                                           "target": pl.List(pl.Utf8), "labels": pl.List(pl.Utf8)})
 
     def score(self, generations: pl.DataFrame) -> pl.DataFrame:
-        """Exact match and format correctness per generation (1.0/0.0), vectorised over the list columns."""
-        pred = normalize_answer(pl.col("response"))
-        gold = pl.col("target").list.eval(normalize_answer(pl.element()))
-        space = pl.col("labels").list.eval(normalize_answer(pl.element()))
-        return generations.select(
+        """Exact match and format correctness (1.0/0.0) and ROUGE-L (in [0, 1]) per generation."""
+        scored = score_classification(generations.select("request_id", "response", "target", "labels"))
+        return scored.select(
             "request_id",
-            gold.list.contains(pred).cast(pl.Float64).alias("exact_match"),
-            space.list.contains(pred).cast(pl.Float64).alias("format_correct"),
+            pl.col("exact_match").cast(pl.Float64),
+            pl.col("format_correct").cast(pl.Float64),
+            score_rouge_l(scored).alias("rougeL"),
         )
+
+
+def load_task_file(path: Path, check_instances: bool = True) -> dict:
+    """Read and check a SuperNI task file (``Definition``, ``Positive Examples``, ``Instances`` with
+    ``id``, ``input`` and a non-empty list ``output``). ``check_instances=False`` leaves the instances to
+    the caller (the task checks them one by one under the run's ``data_errors`` policy).
+
+    Raises:
+        DataError: the file is missing, not JSON, or lacks a field (names the file and the instance).
+    """
+    if not path.is_file():
+        raise DataError(f"{path}: SuperNI task file not found")
+    try:
+        task = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(task, dict):
+        raise DataError(f"{path}: expected a JSON object (a SuperNI task file)")
+    for field in ("Definition", "Positive Examples", "Instances"):
+        if field not in task:
+            raise DataError(f"{path}: missing top-level field {field!r}")
+    for i, inst in enumerate(task["Instances"] if check_instances else ()):
+        if not (isinstance(inst, dict) and all(k in inst for k in ("id", "input", "output"))):
+            raise DataError(f"{path}: Instances[{i}] needs 'id', 'input' and 'output'")
+        if not (isinstance(inst["output"], list) and inst["output"] and all(isinstance(o, str) for o in inst["output"])):
+            raise DataError(f"{path}: Instances[{i}].output must be a non-empty list of strings")
+    for i, ex in enumerate(task["Positive Examples"]):
+        if not (isinstance(ex, dict) and isinstance(ex.get("input"), str) and isinstance(ex.get("output"), str)):
+            raise DataError(f"{path}: Positive Examples[{i}] needs string 'input' and 'output'")
+    return task

@@ -28,7 +28,7 @@ from capdrift_fast.scoring.ifeval import (
     score_ifeval,
     text,
 )
-from capdrift_fast.scoring.ifeval.evaluate import _variants
+from capdrift_fast.scoring.ifeval.evaluate import OUTPUT_COLUMNS, _variants
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "ifeval_cases.json").read_text())
 NEEDS_PUNKT = {"length_constraints:number_sentences", "change_case:capital_word_frequency"}
@@ -323,3 +323,27 @@ def test_loose_variants_polars_equals_python(response: str) -> None:
     frame = _variants(pl.Series([response])).sort("_var")
     assert frame["text"].to_list() == loose_variants(response)
     assert frame["valid"].to_list() == [bool(v.strip()) for v in loose_variants(response)]
+
+
+def test_lower_newer_constant_and_py_lower() -> None:
+    """Polars lower-cases exactly the LOWER_NEWER characters differently; py_lower equals str.lower."""
+    chars = pl.Series(_ALL_CHARS)
+    rust = chars.str.to_lowercase().to_list()
+    differ = [c for c, low in zip(_ALL_CHARS, rust, strict=True) if c.lower() != low]
+    assert chars.str.contains("^" + pycompat.LOWER_NEWER + "$").to_list() == [c in set(differ) for c in _ALL_CHARS]
+    assert pl.select(pycompat.py_lower(pl.lit(chars))).to_series().to_list() == [c.lower() for c in _ALL_CHARS]
+    texts = ["ΟΔΟΣ \ua7cbΑΣ\ua7cb", "İSTANBUL", "\U00010d50x\u1c89Y", None, ""]
+    got = pl.select(pycompat.py_lower(pl.lit(pl.Series(texts, dtype=pl.Utf8)))).to_series().to_list()
+    assert got == [t.lower() if t is not None else None for t in texts]
+
+
+def test_chunked_scoring_equals_whole(golden_scored: tuple[list[dict], pl.DataFrame]) -> None:
+    """Frames longer than chunk_rows are scored in slices: same rows, same verdicts, errors name the
+    row of the whole frame."""
+    _, whole = golden_scored
+    frame = whole.drop(list(OUTPUT_COLUMNS))
+    assert score_ifeval(frame, chunk_rows=7).equals(whole)
+    bad = pl.concat([frame, pl.DataFrame({"response": ["x"], "instruction_id_list": [["keywords:existence"]],
+                                          "kwargs": ['[{"keywords": 3}]']})], how="diagonal_relaxed")
+    with pytest.raises(ValueError, match=rf"row {frame.height}: "):
+        score_ifeval(bad.select(frame.columns), chunk_rows=7)

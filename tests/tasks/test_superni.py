@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import string
 
 import polars as pl
@@ -17,10 +16,9 @@ FILES = ["task828_copa_commonsense_cause_effect", "task363_sst2_polarity_classif
 
 
 def reference_normalize(s: str) -> str:
-    """SuperNI compute_metrics.normalize_answer, verbatim semantics."""
+    """SuperNI's normalize_answer (natural-instructions eval/automatic/evaluation.py): articles kept."""
     s = s.lower()
     s = "".join(ch for ch in s if ch not in set(string.punctuation))
-    s = re.sub(r"\b(a|an|the)\b", " ", s)
     return " ".join(s.split())
 
 
@@ -47,7 +45,8 @@ def test_metrics_match_reference_normalisation(task):
     variants = []
     for sid, gold in zip(s["sample_id"], s["target"]):
         other = [l for l in labels if l not in gold]
-        variants += [(sid, gold[0]), (sid, f"  The {gold[0].upper()}!! "), (sid, other[0] if other else "x"),
+        variants += [(sid, gold[0]), (sid, f"  {gold[0].upper()}!! "), (sid, f"The {gold[0]}"),
+                     (sid, other[0] if other else "x"),
                      (sid, "an answer, maybe"), (sid, gold[0] + " because")]
     frame = pl.DataFrame({"request_id": [f"{i}" for i in range(len(variants))],
                           "sample_id": [v[0] for v in variants], "response": [v[1] for v in variants]})
@@ -78,3 +77,69 @@ def test_bad_files_name_the_file(tmp_path):
         SuperNITask("b", bad).samples()
     with pytest.raises(DataError, match="not found"):
         SuperNITask("b", tmp_path / "missing.json").samples()
+
+
+# --- Kung & Peng (2023) test-time ablations ---------------------------------------------------------
+
+def test_ablation_prompts(data_dir):
+    path = data_dir / "superni" / f"{FILES[0]}.json"
+    raw = json.loads(path.read_text())
+    original = SuperNITask("o", path, limit=3).samples()["prompt"][0]
+    simplified = SuperNITask("s", path, limit=3, definition="simplified").samples()["prompt"][0]
+    empty_def = SuperNITask("e", path, limit=3, definition="empty").samples()["prompt"][0]
+    no_shots = SuperNITask("n", path, limit=3, examples="empty").samples()["prompt"][0]
+    definition_part = original[: original.index(" Positive Example 1")]
+    assert simplified == "Definition: Answer with one of: cause, effect.\n\n" + original[len(definition_part):]
+    assert empty_def == original[len(definition_part):] and empty_def.startswith(" Positive Example 1 -\n")
+    assert no_shots == definition_part + original[original.index("Now complete the following example"):]
+    assert "Positive Example" not in no_shots
+    assert raw["Definition"][0].strip()[:30] not in simplified
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_delusive_examples_keep_inputs_and_flip_every_label(name, data_dir):
+    path = data_dir / "superni" / f"{name}.json"
+    raw = json.loads(path.read_text())["Positive Examples"][:2]
+    task = SuperNITask(name, path, examples="delusive")
+    definition, examples = task.prompt_parts()
+    labels = task.label_space()
+    space = {reference_normalize(l) for l in labels}
+    assert [e["input"] for e in examples] == [e["input"] for e in raw]
+    for orig, new in zip(raw, examples, strict=True):
+        assert new["output"] in labels and reference_normalize(new["output"]) != reference_normalize(orig["output"])
+    assert len(space) >= 2
+    # deterministic, and the prompt carries the wrong outputs
+    assert task.samples()["prompt"].equals(SuperNITask(name, path, examples="delusive").samples()["prompt"])
+    prompt = task.samples()["prompt"][0]
+    assert f"Output: {examples[0]['output']}" in prompt and definition.strip()[:20] in prompt
+
+
+def test_delusive_needs_two_labels(tmp_path):
+    bad = tmp_path / "task9_one.json"
+    bad.write_text(json.dumps({"Definition": ["d"], "Positive Examples": [{"input": "i", "output": "A"}],
+                               "Instances": [{"id": "1", "input": "x", "output": ["A"]}]}))
+    with pytest.raises(DataError, match=r"task9_one.json: .*two distinct labels"):
+        SuperNITask("b", bad, examples="delusive").samples()
+
+
+def test_ablation_config_names_and_build(tmp_path, data_dir):
+    import yaml
+
+    from capdrift_fast.config import load_config, task_name
+    from capdrift_fast.tasks import build_task
+
+    data = "superni/task828_copa_commonsense_cause_effect.json"
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(yaml.safe_dump({"model": {"path": "m"}, "data_dir": str(data_dir), "tasks": [
+        {"benchmark": "superni", "data": data},
+        {"benchmark": "superni", "data": data, "definition": "simplified", "examples": "delusive"},
+        {"benchmark": "superni", "data": data, "examples": "empty"},
+        {"benchmark": "superni", "data": data, "definition": "empty", "name": "copa_nodef"},
+    ]}))
+    cfg = load_config(cfg_path)
+    assert [task_name(t) for t in cfg.tasks] == [
+        "superni_task828", "superni_task828.def-simplified.ex-delusive", "superni_task828.ex-empty", "copa_nodef"]
+    tasks = [build_task(t, cfg.data_dir) for t in cfg.tasks]
+    assert [(t.definition, t.examples) for t in tasks] == [
+        ("original", "original"), ("simplified", "delusive"), ("original", "empty"), ("empty", "original")]
+    assert len({t.samples()["prompt"][0] for t in tasks}) == 4

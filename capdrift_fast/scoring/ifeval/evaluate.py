@@ -108,11 +108,11 @@ def _check_input(frame: pl.DataFrame) -> None:
         raise TypeError(f"score_ifeval: column 'kwargs' must be Utf8 (a JSON array), got {schema['kwargs']}")
 
 
-def _parse_frame(frame: pl.DataFrame) -> list[list[Instruction]]:
+def _parse_frame(frame: pl.DataFrame, offset: int = 0) -> list[list[Instruction]]:
     cache: dict[tuple[tuple[str, ...], str | None], list[Instruction]] = {}
     parsed = []
     columns = zip(frame["instruction_id_list"].to_list(), frame["kwargs"].to_list(), strict=True)
-    for row, (ids, kwargs) in enumerate(columns):
+    for row, (ids, kwargs) in enumerate(columns, start=offset):
         if ids is None:
             raise ValueError(f"score_ifeval: row {row}: instruction_id_list is null")
         key = (tuple(ids), kwargs)
@@ -155,7 +155,12 @@ def _variants(responses: pl.Series) -> pl.DataFrame:
     )
 
 
-def score_ifeval(frame: pl.DataFrame) -> pl.DataFrame:
+#: Rows scored at once by :func:`score_ifeval`: its intermediate frame holds 8 loose variants of every
+#: (response, instruction) pair, so memory stays bounded by scoring large frames in slices this size.
+CHUNK_ROWS = 16_384
+
+
+def score_ifeval(frame: pl.DataFrame, chunk_rows: int = CHUNK_ROWS) -> pl.DataFrame:
     """Score IFEval responses, strict and loose, per instruction and per prompt.
 
     Args:
@@ -179,8 +184,17 @@ def score_ifeval(frame: pl.DataFrame) -> pl.DataFrame:
     Deterministic: langdetect is seeded, no argument is drawn at random (see :mod:`.registry`).
     """
     _check_input(frame)
+    if chunk_rows < 1:
+        raise ValueError(f"score_ifeval: chunk_rows must be >= 1, got {chunk_rows}")
+    if frame.height > chunk_rows:
+        parts = [_score_chunk(frame.slice(start, chunk_rows), start) for start in range(0, frame.height, chunk_rows)]
+        return pl.concat(parts)
+    return _score_chunk(frame)
+
+
+def _score_chunk(frame: pl.DataFrame, offset: int = 0) -> pl.DataFrame:
     base = frame.drop([c for c in OUTPUT_COLUMNS if c in frame.columns])
-    parsed = _parse_frame(frame)
+    parsed = _parse_frame(frame, offset)
     flat: list[Instruction] = [inst for insts in parsed for inst in insts]
     arg_cache: dict[Instruction, dict[str, object]] = {}
     arg_rows = [arg_cache.setdefault(inst, argument_columns(inst)) for inst in flat]

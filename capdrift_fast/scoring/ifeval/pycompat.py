@@ -18,6 +18,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+import polars as pl
+
 __all__ = [
     "PY_WHITESPACE",
     "WS",
@@ -26,6 +28,8 @@ __all__ = [
     "digit_class",
     "ranges_class",
     "is_plain_ascii_literal",
+    "LOWER_NEWER",
+    "py_lower",
 ]
 
 #: Every character for which ``str.isspace()`` is true (what ``str.strip()`` removes and Python's
@@ -38,6 +42,14 @@ PY_WHITESPACE = (
 #: Non-ASCII characters that some engine matches case-insensitively with an ASCII letter:
 #: U+0130 and U+0131 (Python only), U+017F (long s) and U+212A (Kelvin sign) (both).
 CASE_FOLD_UNSAFE = "[\u0130\u0131\u017f\u212a]"
+
+#: Code points that Polars' ``str.to_lowercase`` (Rust, Unicode 16) lower-cases but Python 3.11's
+#: ``str.lower`` (Unicode 14) keeps: letters first cased in Unicode 15/16 (Cyrillic, Latin
+#: Extended-D, Garay, Kirat Rai). Verified against a full code-point scan in the tests.
+LOWER_NEWER = (
+    "[\\x{1C89}\\x{A7CB}-\\x{A7CC}\\x{A7CE}\\x{A7D2}\\x{A7D4}\\x{A7DA}\\x{A7DC}"
+    "\\x{10D50}-\\x{10D65}\\x{16EA0}-\\x{16EB8}]"
+)
 
 #: Characters that are special in a Python or Rust regular expression outside a class.
 REGEX_META = frozenset("\\.^$*+?{}[]|()")
@@ -79,3 +91,18 @@ def digit_class() -> str:
 def is_plain_ascii_literal(pattern: str) -> bool:
     """True when ``pattern`` is ASCII without regex metacharacters, i.e. a literal in both engines."""
     return pattern.isascii() and not (set(pattern) & REGEX_META)
+
+
+def py_lower(expr: pl.Expr) -> pl.Expr:
+    """Python's ``str.lower`` as a Polars expression (Utf8 -> Utf8, null stays null).
+
+    Polars' ``to_lowercase`` applies the same full Unicode mappings (final sigma included) from a
+    newer Unicode version; the characters it alone lower-cases (:data:`LOWER_NEWER`) are kept as
+    they are, by lower-casing the text between them.
+    """
+    has_newer = expr.str.contains(LOWER_NEWER)
+    # only rows holding such a character are split into pieces (others become null: no work)
+    pieces = pl.when(has_newer).then(expr).str.extract_all(f"{LOWER_NEWER}|[^{LOWER_NEWER[1:]}+")
+    keep = pl.element().str.contains(f"^{LOWER_NEWER}$")
+    piecewise = pieces.list.eval(pl.when(keep).then(pl.element()).otherwise(pl.element().str.to_lowercase()))
+    return pl.when(has_newer).then(piecewise.list.join("")).otherwise(expr.str.to_lowercase())
