@@ -43,10 +43,15 @@ def _report(result, cfg) -> None:  # type: ignore[no-untyped-def]
     if drift_path.is_file():
         console.print(drift_table(pl.read_parquet(drift_path)))
     tps = f"{result.tokens_per_s:.1f} tokens/s; " if result.generation_s > 0 else ""
-    console.print(
-        f"{result.n_requests} requests ({result.n_generated} generated now), {result.output_tokens} output tokens "
-        f"in {result.generation_s:.1f} s ({tps}engine start {result.engine_start_s:.1f} s). Run folder: {result.run_dir}"
-    )
+    if result.merged_shards:
+        console.print(
+            f"{result.n_requests} requests merged from {result.merged_shards} shards, {result.output_tokens} output tokens "
+            f"in {result.generation_s:.1f} engine-seconds ({tps.rstrip('; ')} per engine). Run folder: {result.run_dir}")
+    else:
+        console.print(
+            f"{result.n_requests} requests ({result.n_generated} generated now), {result.output_tokens} output tokens "
+            f"in {result.generation_s:.1f} s ({tps}engine start {result.engine_start_s:.1f} s). Run folder: {result.run_dir}"
+        )
     if (result.run_dir / "report.html").is_file():
         console.print(f"Report: {result.run_dir / 'report.md'}, {result.run_dir / 'report.html'}, {result.run_dir / 'heatmap.png'}")
     if result.skipped_rows:

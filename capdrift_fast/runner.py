@@ -61,7 +61,8 @@ class RunResult:
     ``n_generated`` is how many requests this session ran (0 when a resume found everything done).
     ``shard``: for one shard of a split run (``--shard I/N``), its identity and split summary (as in
     ``run.json``); such a run generates and checks parity but leaves scoring to ``capdrift merge``, so its
-    ``matrix`` is empty.
+    ``matrix`` is empty. ``merged_shards``: the number of shard folders a ``capdrift merge`` combined
+    (0 for a run); then ``generation_s`` and ``output_tokens`` are summed over the shards.
     """
 
     run_dir: Path
@@ -77,6 +78,7 @@ class RunResult:
     parity: ParityResult | None = None
     skipped_rows: tuple = field(default=())
     shard: dict[str, Any] | None = None
+    merged_shards: int = 0
 
     @property
     def tokens_per_s(self) -> float:

@@ -393,7 +393,7 @@ def merge(
     parity = ParityResult(parity_json["status"], parity_json["mode"] or "-", suspect, parity_json["canaries"],  # type: ignore[arg-type]
                           message=parity_json["message"])
     result = RunResult(out, run_id, matrix, plan.requests.height, manifest["engine_start_s"], manifest["generation_s"],
-                       manifest["output_tokens"], 0, None, None, parity, plan.skipped_rows)
+                       manifest["output_tokens"], 0, None, None, parity, plan.skipped_rows, merged_shards=len(shards))
     if report:
         from capdrift_fast.report import write_report
 
