@@ -219,6 +219,12 @@ def _resolve_dir(path: str, revision: str | None, patterns: Sequence[str]) -> tu
         except Exception:  # not cached: fetch
             return Path(snapshot_download(path, revision=revision, allow_patterns=list(patterns))), None
     except Exception as exc:  # network, auth, unknown repo: huggingface_hub raises many kinds
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:  # a container job with a mounted cache: say where we looked
+            return None, (f"not a local folder, and not in the Hugging Face cache {constants.HF_HUB_CACHE} "
+                          f"(revision {revision or 'main'}) while HF_HUB_OFFLINE=1; download it into that cache first "
+                          f"(HF_HOME={constants.HF_HOME} hf download {path}) or mount the cache that holds it")
         return None, f"not a local folder, and the hub did not provide it ({type(exc).__name__}: {exc}); check the id and revision"
 
 

