@@ -155,6 +155,9 @@ def open_run(run_dir: str | Path, cfg: RunConfig, requests: pl.DataFrame,
 
 
 def _check_shard(run_dir: Path, run_info: dict[str, Any], shard: dict[str, Any] | None) -> None:
+    if "merged_from" in run_info:
+        raise RunDirError(f"{run_dir} holds a merge of shard folders, which is not resumed itself: resume the "
+                          "unfinished shards (each with its own --out and --shard) and run `capdrift merge` again")
     old = run_info.get("shard")
     if old is None and shard is None:
         return
