@@ -65,7 +65,7 @@ def _report(result, cfg) -> None:  # type: ignore[no-untyped-def]
                       f"{', '.join(result.parity.suspects)}; see {result.run_dir / 'parity.json'}[/bold red]")
 
 
-def _report_shard(result) -> None:  # type: ignore[no-untyped-def]
+def _report_shard(result, merge_hint: bool = True) -> None:  # type: ignore[no-untyped-def]
     info = result.shard
     tps = f" ({result.tokens_per_s:.1f} tokens/s)" if result.generation_s > 0 else ""
     typer.echo(
@@ -76,8 +76,9 @@ def _report_shard(result) -> None:  # type: ignore[no-untyped-def]
     if result.parity and result.parity.suspects:
         typer.secho(f"SUSPECT in this shard (vLLM disagreed with transformers+peft): {', '.join(result.parity.suspects)}; "
                     f"see {result.run_dir / 'parity.json'}", fg=typer.colors.RED)
-    typer.echo(f"When all {info['count']} shards are done: capdrift merge SHARD_DIR... --out RUN_DIR "
-               "(scores, matrix and report)")
+    if merge_hint:
+        typer.echo(f"When all {info['count']} shards are done: capdrift merge SHARD_DIR... --out RUN_DIR "
+                   "(scores, matrix and report)")
 
 
 def _run(cfg, out: Path, quiet: bool, allow_pickle: bool, shard=None):  # type: ignore[no-untyped-def]
@@ -132,7 +133,7 @@ def run(
     except CapdriftError as exc:
         _fail(exc)
     if result.shard is not None:
-        _report_shard(result)
+        _report_shard(result, merge_hint=not dp_replica)
     else:
         _report(result, cfg)
 

@@ -66,13 +66,14 @@ def replica_devices(gpus: Sequence[str] | None, size: int, tensor_parallel: int)
 
 def run_replicas(config: Path, run_dir: Path, size: int, tensor_parallel: int, allow_pickle: bool = False,
                  notify: Callable[[str], None] | None = None) -> list[Path]:
-    """Start ``size`` replica processes (``capdrift run CONFIG --out replica_dir --shard R/size -q``), wait
-    for all, and return their folders. Each replica's output goes to ``replica_dir.log`` (appended).
+    """Start ``size`` replica processes (``capdrift run CONFIG --out replica_dir --shard R/size --quiet``),
+    wait for all, and return their folders. The replicas write to this process's stdout/stderr (their
+    lines name their shard), so a container's log holds them all.
 
     Raises:
         ConfigError: not enough GPUs.
-        EngineError: a replica failed (its exit code and the tail of its log; the other replicas' work is
-            kept, and running the same command again resumes every replica).
+        EngineError: a replica failed (its exit code; its own error message is in the output above; the
+            other replicas' work is kept, and running the same command again resumes every replica).
     """
     say = notify or (lambda msg: None)
     devices = replica_devices(visible_gpus(), size, tensor_parallel)
@@ -81,23 +82,19 @@ def run_replicas(config: Path, run_dir: Path, size: int, tensor_parallel: int, a
     for rank, dev in enumerate(devices):
         out = replica_dir(run_dir, rank, size)
         out.parent.mkdir(parents=True, exist_ok=True)
-        log = out.with_suffix(".log")
         cmd = [sys.executable, "-m", "capdrift_fast", "run", str(config), "--out", str(out),
                "--shard", f"{rank}/{size}", "--quiet", "--dp-replica"] + (["--allow-pickle"] if allow_pickle else [])
         env = dict(os.environ)
         if dev is not None:
             env["CUDA_VISIBLE_DEVICES"] = dev
-        say(f"replica {rank}/{size}: {'GPUs ' + dev if dev is not None else 'CPU'}, folder {out}, log {log}")
-        fh = open(log, "ab")
-        procs.append((rank, out, log, fh, subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)))
+        say(f"replica {rank}/{size}: {'GPUs ' + dev if dev is not None else 'CPU'}, folder {out}")
+        procs.append((rank, out, subprocess.Popen(cmd, env=env)))
     failed = []
     try:
-        for rank, out, log, fh, proc in procs:
+        for rank, out, proc in procs:
             code = proc.wait()
-            fh.close()
             if code != 0:
-                tail = log.read_text(errors="replace").strip().splitlines()[-5:]
-                failed.append(f"replica {rank}/{size} exited with {code} (log {log}):\n    " + "\n    ".join(tail))
+                failed.append(f"replica {rank}/{size} ({out}) exited with {code}; its messages are above")
     except KeyboardInterrupt:
         for *_, proc in procs:
             proc.terminate()
@@ -105,4 +102,4 @@ def run_replicas(config: Path, run_dir: Path, size: int, tensor_parallel: int, a
     if failed:
         raise EngineError("\n".join(failed) + "\nFinished generations are kept; run the same command again to resume "
                           "every replica and merge.")
-    return [out for _, out, *_ in procs]
+    return [out for _, out, _ in procs]

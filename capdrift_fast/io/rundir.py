@@ -154,17 +154,16 @@ def open_run(run_dir: str | Path, cfg: RunConfig, requests: pl.DataFrame,
     return state
 
 
-SHARD_KEYS = ("index", "count", "assignment_sha256")
-"""What identifies a shard: its 0-based index, the number of shards and the digest of the whole split."""
-
-
 def _check_shard(run_dir: Path, run_info: dict[str, Any], shard: dict[str, Any] | None) -> None:
+    if "merged_from" in run_info:
+        raise RunDirError(f"{run_dir} holds a merge of shard folders, which is not resumed itself: resume the "
+                          "unfinished shards (each with its own --out and --shard) and run `capdrift merge` again")
     old = run_info.get("shard")
     if old is None and shard is None:
         return
     if old is None:
         raise RunDirError(f"{run_dir} holds an unsharded run; --shard {shard['index']}/{shard['count']} needs "
-                          "its own --out folder")  # type: ignore[index]
+                          "its own --out folder")
     if shard is None:
         raise RunDirError(f"{run_dir} holds shard {old.get('index')}/{old.get('count')} of a split run; resume it "
                           f"with --shard {old.get('index')}/{old.get('count')}, or use a new --out folder")

@@ -158,7 +158,7 @@ def test_cli_merge_errors_without_traceback(shard_runs, tmp_path):
     assert out.exit_code == 2 and "missing shard(s) 1/3, 2/3" in out.output and "Traceback" not in out.output
 
 
-def test_resuming_a_shard_folder_as_another_shard_is_refused(shard_runs, demo_cfg, engine, hf_reference):
+def test_resuming_a_shard_folder_as_another_shard_is_refused(shard_runs, merged, demo_cfg, engine, hf_reference):
     from capdrift_fast.runner import run
 
     _, results = shard_runs
@@ -166,6 +166,9 @@ def test_resuming_a_shard_folder_as_another_shard_is_refused(shard_runs, demo_cf
         run(demo_cfg, results[0].run_dir, progress=False, engine=engine, shard=ShardSpec(1, N))
     with pytest.raises(RunDirError, match="resume it with --shard 0/3"):
         run(demo_cfg, results[0].run_dir, progress=False, engine=engine)
+    root = results[0].run_dir.parent
+    with pytest.raises(RunDirError, match="holds a merge of shard folders"):
+        run(demo_cfg, root / "merged", progress=False, engine=engine)
     # the same shard again: everything is on disk, nothing is generated
     again = run(demo_cfg, results[0].run_dir, progress=False, engine=engine, reference=hf_reference,
                 shard=ShardSpec(0, N), report=False)
