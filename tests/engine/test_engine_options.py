@@ -47,3 +47,18 @@ def test_ignore_eos_gives_fixed_lengths(engine, demo_cfg, recorded):
     assert all(p.ignore_eos for _, _, p in recorded)
     assert {r["output_tokens"] for r in out} == {6}
     assert {r["finish_reason"] for r in out} == {"length"}
+
+
+def test_grouped_cpu_ops_serve_base_right_even_without_isolation(engine, demo_cfg, hf_reference, monkeypatch):
+    """The batch that broke vLLM's CPU ops (base + max_loras distinct adapters) is served right by the
+    grouped ops: every model's greedy tokens equal transformers+peft's, with isolate_base off."""
+    if engine.cpu_lora_ops != "grouped":
+        pytest.skip("grouped CPU LoRA ops not in use (not vLLM's CPU backend)")
+    monkeypatch.setattr(engine, "settings", engine.settings.model_copy(
+        update={"isolate_base": False, "request_order": "interleaved"}))
+    plan = small_plan(demo_cfg)
+    out = list(engine.generate(plan, SamplingConfig(temperature=0.0, max_tokens=6, ignore_eos=True)))
+    assert len(out) == plan.height == 8
+    for rec in out:
+        (want,) = hf_reference.greedy(rec["adapter"], [rec["prompt"]], 6)
+        assert rec["output_token_ids"][: len(want[:6])] == want[:6], rec["request_id"]
