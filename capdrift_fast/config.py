@@ -115,7 +115,8 @@ class EngineConfig(_Strict):
     (default): all of one adapter's requests, then the next adapter's (plan order), so a batch holds
     few distinct adapters and adapters are loaded into the ``max_loras`` GPU/CPU slots once each;
     ``interleaved``: round-robin over adapters (sample 1 of every adapter, then sample 2, ...).
-    The default was chosen by measurement (``kernels_bench/README.md``).
+    The defaults of ``max_loras`` (8), ``max_num_seqs`` (256), ``request_order``, ``max_inflight``
+    (4 x ``max_num_seqs``) and ``cpu_lora_ops`` were chosen by measurement (``kernels_bench/README.md``).
 
     ``cpu_lora_ops`` (vLLM's CPU backend only): ``grouped`` (default) replaces vLLM's CPU LoRA ops,
     which gather every token's adapter weights, with ops that group tokens by adapter
@@ -123,9 +124,9 @@ class EngineConfig(_Strict):
     ``vllm`` keeps vLLM's. Ignored on GPUs.
     """
 
-    max_loras: int = Field(default=4, ge=1)
+    max_loras: int = Field(default=8, ge=1)
     max_lora_rank: int = Field(default=16, ge=1)
-    max_num_seqs: int = Field(default=64, ge=1)
+    max_num_seqs: int = Field(default=256, ge=1)
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     max_model_len: int | None = Field(default=None, ge=16)
     tensor_parallel_size: int = Field(default=1, ge=1)

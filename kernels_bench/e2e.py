@@ -19,7 +19,8 @@ requests and ``(N+1)·P·T`` output tokens in every mode.
 
 Timing: each (mode, cell) runs in a fresh Python process (as a real run does; ``--in-process`` to
 share one), which imports its stack (``import_s``), starts its engine or loads its model once
-(``boot_s``, cold), then runs the whole request set ``--reps`` times (``gen_s``: the median). Every
+(``boot_s``, cold), then runs the whole request set ``--reps`` times (``gen_s``: the median;
+``hf_peft``: ``--hf-reps``, default 1, its generation being N+1 sequential loops already). Every
 repetition uses fresh LoRA ids, so adapters are loaded from disk again, as in a real pass.
 ``wall_s = import_s + boot_s + gen_s``. ``boot_per_adapter`` runs each of its N+1 boots in a fresh
 process (``--boot-in-process`` to share one) and is measured directly, its wall taken from outside, for
@@ -469,11 +470,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--boot-max-n", type=int, default=4,
                     help="boot_per_adapter measured up to this N (N+1 boots each); modelled above")
     ap.add_argument("--boot-reps", type=int, default=1, help="repetitions of a measured boot_per_adapter run")
+    ap.add_argument("--hf-reps", type=int, default=1,
+                    help="repetitions of hf_peft's generation (each is already N+1 generate loops; slowest mode)")
+    ap.add_argument("--boot-probe-n", type=int, default=0,
+                    help="also measure boot_per_adapter once at this N (for the model when no cell has N <= "
+                         "--boot-max-n; e.g. 1 on a GPU)")
     ap.add_argument("--shape", default="small", help="model shape (kernels_bench.assets.SHAPES)")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--device", default="cpu", help="cpu | cuda (where assets are built and HF runs)")
     ap.add_argument("--max-num-seqs", type=int, default=256)
-    ap.add_argument("--max-loras", type=int, default=0, help="our pass's max_loras (0 = N)")
+    ap.add_argument("--max-loras", type=int, default=0,
+                    help="our pass's max_loras (0 = capdrift_fast's default, engine.max_loras, clamped to N)")
     ap.add_argument("--max-model-len", type=int, default=1024)
     ap.add_argument("--kv-cache-gib", type=float, default=1.0, help="0 = vLLM's own sizing (GPU)")
     ap.add_argument("--enforce-eager", action="store_true")
@@ -494,7 +501,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--one-boot", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.quick:
-        args.adapters, args.ranks, args.rank_sweep, args.reps = "1,4", "16", "", 1
+        args.adapters, args.ranks, args.rank_sweep, args.reps, args.max_load = "1,4", "16", "", 1, 0
     if args.full:
         args.ranks, args.rank_sweep, args.boot_max_n = "8,16,64", "", max(args.boot_max_n, 16)
     return args
@@ -526,11 +533,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         res["import_s"] = import_s
         print("RESULT " + json.dumps(res), flush=True)
         return res
-    from capdrift_fast.config import default_data_dir
+    from capdrift_fast.config import EngineConfig, default_data_dir
     from capdrift_fast.engine.vllm_engine import _quiet_vllm_env
     from kernels_bench.assets import SHAPES, build_adapters, ensure_model
 
     _quiet_vllm_env()
+    default_max_loras = EngineConfig().max_loras
     modes = [m for m in args.modes.split(",") if m]
     unknown = set(modes) - set(MODES)
     if unknown:
@@ -549,35 +557,40 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     records: list[dict[str, Any]] = []
     t_start = time.perf_counter()
     base_done: set[int] = set()
-    for n, rank in grid:
-        for mode in modes:
-            if mode == "base_only" and n in base_done:
-                continue  # rank-independent: once per N
-            if mode == "boot_per_adapter" and n > args.boot_max_n:
-                continue  # modelled below
-            setup = Setup(model=model, adapters=adapter_sets[rank][:n], prompts=prompts, max_tokens=args.max_tokens,
-                          rank=rank, dtype=args.dtype, device=args.device, max_num_seqs=args.max_num_seqs,
-                          max_loras=args.max_loras or n, max_model_len=args.max_model_len,
-                          kv_cache_gib=args.kv_cache_gib or None, enforce_eager=args.enforce_eager,
-                          reps=args.boot_reps if mode == "boot_per_adapter" else args.reps,
-                          boot_subprocess=args.boot_subprocess)
-            before = wait_for_quiet(args.max_load, args.wait_timeout)
-            try:
-                if args.isolate:
-                    res = _in_subprocess("--worker", json.dumps({"mode": mode, "setup": json.loads(setup.to_json())}))
-                else:
-                    res = RUNNERS[mode](setup)
-            except Exception as exc:  # record and go on: one failing mode must not lose the grid
-                res = {"error": f"{type(exc).__name__}: {exc}"[:1500]}
-            rec = {"mode": mode, "n_adapters": n, "rank": "none" if mode == "base_only" else rank,
-                   "requests": setup.n_requests, **res, "loadavg_before": before, "loadavg_after": loadavg()}
-            if mode == "base_only":
-                base_done.add(n)
-            if "gen_s_reps" in rec:
-                finish_record(rec)
-            records.append(rec)
-            print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rec.items()
-                              if not k.startswith("each_")}), flush=True)
+    jobs = [(n, rank, mode) for n, rank in grid for mode in modes]
+    if args.boot_probe_n and "boot_per_adapter" in modes:
+        jobs.insert(0, (args.boot_probe_n, grid[0][1], "boot_per_adapter"))
+        adapter_sets = {r: a if len(a) >= args.boot_probe_n else build_adapters(
+            args.assets / f"adapters-{args.shape}-{args.dtype}", SHAPES[args.shape], args.boot_probe_n, r, str(model),
+            dtype=args.dtype) for r, a in adapter_sets.items()}
+    for n, rank, mode in jobs:
+        if mode == "base_only" and n in base_done:
+            continue  # rank-independent: once per N
+        if mode == "boot_per_adapter" and n > max(args.boot_max_n, args.boot_probe_n):
+            continue  # modelled below
+        setup = Setup(model=model, adapters=adapter_sets[rank][:n], prompts=prompts, max_tokens=args.max_tokens,
+                      rank=rank, dtype=args.dtype, device=args.device, max_num_seqs=args.max_num_seqs,
+                      max_loras=min(n, args.max_loras or default_max_loras), max_model_len=args.max_model_len,
+                      kv_cache_gib=args.kv_cache_gib or None, enforce_eager=args.enforce_eager,
+                      reps={"boot_per_adapter": args.boot_reps, "hf_peft": args.hf_reps}.get(mode, args.reps),
+                      boot_subprocess=args.boot_subprocess)
+        before = wait_for_quiet(args.max_load, args.wait_timeout)
+        try:
+            if args.isolate:
+                res = _in_subprocess("--worker", json.dumps({"mode": mode, "setup": json.loads(setup.to_json())}))
+            else:
+                res = RUNNERS[mode](setup)
+        except Exception as exc:  # record and go on: one failing mode must not lose the grid
+            res = {"error": f"{type(exc).__name__}: {exc}"[:1500]}
+        rec = {"mode": mode, "n_adapters": n, "rank": "none" if mode == "base_only" else rank,
+               "requests": setup.n_requests, **res, "loadavg_before": before, "loadavg_after": loadavg()}
+        if mode == "base_only":
+            base_done.add(n)
+        if "gen_s_reps" in rec:
+            finish_record(rec)
+        records.append(rec)
+        print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rec.items()
+                          if not k.startswith("each_")}), flush=True)
     if "boot_per_adapter" in modes and "generate_per_adapter" in modes:
         records += model_boot_per_adapter(records)
     summary = summarize(records)
@@ -586,7 +599,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "dtype": args.dtype,
         "request_set": {"cells": grid, "prompts": args.prompts, "max_tokens": args.max_tokens, "ignore_eos": True,
                         "greedy": True, "lora_targets": "q,k,v,o,gate,up,down", "prompt_source": "gsm8k test"},
-        "our_engine": {"max_loras": args.max_loras or "N", "max_num_seqs": args.max_num_seqs,
+        "our_engine": {"max_loras": f"min(N, {args.max_loras or default_max_loras})", "max_num_seqs": args.max_num_seqs,
                        "request_order": "grouped", "max_inflight": "4 x max_num_seqs",
                        "kv_cache_gib": args.kv_cache_gib, "enforce_eager": args.enforce_eager},
         "cpu_threads": args.threads if args.device == "cpu" else None,

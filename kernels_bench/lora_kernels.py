@@ -188,28 +188,32 @@ def check_correctness(d_in: int = 256, d_out: int = 384, rank: int = 16, tol: fl
     return records
 
 
-def _time(fn: Callable[[], object], reps: int, min_s: float = 0.05) -> float:
-    """Median seconds per call over ``reps`` timed batches (each >= ``min_s``), after one warm-up."""
-    fn()
-    n = 1
-    t0 = time.perf_counter()
-    fn()
-    one = time.perf_counter() - t0
-    if one < min_s:
-        n = max(1, int(min_s / max(one, 1e-7)))
-    samples = []
-    for _ in range(reps):
+def _time_interleaved(fns: dict[str, Callable[[], object]], reps: int, min_s: float = 0.05) -> dict[str, list[float]]:
+    """Seconds per call of each function: after one warm-up call each, ``reps`` rounds, each round
+    timing every function once (a batch of calls lasting >= ``min_s``), so load from other processes
+    falls on all implementations alike. Returns name -> per-round seconds per call."""
+    inner = {}
+    for name, fn in fns.items():
+        fn()
         t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        samples.append((time.perf_counter() - t0) / n)
-    return statistics.median(samples)
+        fn()
+        one = time.perf_counter() - t0
+        inner[name] = max(1, int(min_s / max(one, 1e-7))) if one < min_s else 1
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(inner[name]):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / inner[name])
+    return samples
 
 
 def bench(d: int, ranks: list[int], batches: list[int], adapters: list[int], reps: int,
           merged_max_gib: float) -> list[dict]:
     """Time every implementation over the grid; one record per (rank, batch, n_adapters, impl),
-    seconds per call (``time_s``, median of ``reps``), or ``skipped`` with the reason."""
+    seconds per call (``time_s``: median of ``reps`` interleaved rounds; ``min_time_s``: their
+    minimum, the least disturbed by other load), or ``skipped`` with the reason."""
     rows: list[dict] = []
     for rank in ranks:
         for batch in batches:
@@ -233,13 +237,15 @@ def bench(d: int, ranks: list[int], batches: list[int], adapters: list[int], rep
                 }
                 if merged is not None:
                     fns["merged"] = lambda: impl_merged(case, merged)
+                samples = _time_interleaved(fns, reps)
                 for impl in IMPLS:
                     rec = {"rank": rank, "batch": batch, "n_adapters": n, "d_in": d, "d_out": d, "impl": impl}
                     if impl not in fns:
                         rec["skipped"] = (f"merged weights need {merged_gib:.1f} GiB > --merged-max-gib "
                                           f"{merged_max_gib} on this 24 GB host")
                     else:
-                        rec["time_s"] = _time(fns[impl], reps)
+                        rec["time_s"] = statistics.median(samples[impl])
+                        rec["min_time_s"] = min(samples[impl])
                         if impl == "merged":
                             rec["merge_once_s"] = merge_s
                             rec["merged_weights_gib"] = merged_gib
@@ -296,7 +302,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--ranks", default="16")
     ap.add_argument("--batches", default="1,16,64,256")
     ap.add_argument("--adapters", default="1,4,16,64")
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--merged-max-gib", type=float, default=2.0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch default; 1: see README)")
     ap.add_argument("--out", type=Path, default=Path("kernels_bench/results/lora_kernels_cpu.json"))

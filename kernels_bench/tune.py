@@ -1,6 +1,6 @@
 """Our pass's knobs, one at a time around a baseline: ``max_loras``, ``max_num_seqs``, request order
-(grouped vs interleaved), the in-flight window (``max_inflight``: chunked submission for streaming)
-and ``enforce_eager`` (on a GPU: CUDA graphs on/off).
+(grouped vs interleaved), the in-flight window (``max_inflight``: chunked submission for streaming),
+``enforce_eager`` (on a GPU: CUDA graphs on/off) and, on CPU, ``cpu_lora_ops`` (grouped vs vLLM's).
 
 The request set is the e2e one (base + N adapters x P GSM8K prompts x T tokens, ``ignore_eos``).
 Engines are started once per distinct engine setting; settings that only change how requests are
@@ -48,6 +48,8 @@ def variants(n: int, base_seqs: int, gpu: bool) -> list[dict[str, Any]]:
         out.append({"name": f"max_inflight={w}", "engine": base_engine, "run": {"max_inflight": w}})
     out.append({"name": "enforce_eager" + (" (no CUDA graphs)" if gpu else ""),
                 "engine": {**base_engine, "enforce_eager": True}, "run": {}})
+    if not gpu:
+        out.append({"name": "cpu_lora_ops=vllm", "engine": {**base_engine, "cpu_lora_ops": "vllm"}, "run": {}})
     return out
 
 

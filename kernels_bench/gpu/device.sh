@@ -7,8 +7,10 @@
 #
 # Results go to $OUT (the device tool's return folder). Environment knobs (defaults): STAGE=/tmp/capdrift_gpu,
 # SITE=/tmp/site, PYTHON=python3, P=64 prompts, T=128 output tokens, N=32 adapters, RANK=16,
-# BOOT_N=2 (adapters for the boot-per-adapter run; its per-boot cost is measured, the N=32 total extrapolated),
-# MODES=ours,generate_per_adapter,base_only,hf_peft, SHAPE=llama8b, DTYPE=bfloat16, DEVICE=cuda.
+# BOOT_N=1 (adapters of the measured boot-per-adapter run; the N=32 total is modelled from its boots),
+# REPS=1, MODES=ours,boot_per_adapter,generate_per_adapter,hf_peft,base_only, SHAPE=llama8b, DTYPE=bfloat16,
+# DEVICE=cuda, TUNE_ONLY (tune variants). `bash device.sh bench` with DEVICE=cpu SHAPE=tiny DTYPE=float32 KV=1
+# runs the same flow on a CPU (how it was checked without a GPU).
 set -euo pipefail
 STEP="${1:?usage: device.sh receive|install|bench}"
 STAGE="${STAGE:-/tmp/capdrift_gpu}"
@@ -43,23 +45,22 @@ PYEOF
     export PYTHONPATH="$SITE:$PWD" VLLM_LOGGING_LEVEL="${VLLM_LOGGING_LEVEL:-WARNING}"
     export CAPDRIFT_BENCH_ASSETS="${CAPDRIFT_BENCH_ASSETS:-$STAGE/assets}"
     SHAPE="${SHAPE:-llama8b}"; DTYPE="${DTYPE:-bfloat16}"; DEVICE="${DEVICE:-cuda}"
-    N="${N:-32}"; RANK="${RANK:-16}"; P="${P:-64}"; T="${T:-128}"; BOOT_N="${BOOT_N:-2}"
-    MODES="${MODES:-ours,generate_per_adapter,base_only,hf_peft}"
+    N="${N:-32}"; RANK="${RANK:-16}"; P="${P:-64}"; T="${T:-128}"; BOOT_N="${BOOT_N:-1}"; REPS="${REPS:-1}"
+    MODES="${MODES:-ours,boot_per_adapter,generate_per_adapter,hf_peft,base_only}"
     KV="${KV:-0}"   # 0 = vLLM sizes the KV cache from gpu_memory_utilization
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/nvidia_smi.csv" 2>&1 || true
-    common=(--device "$DEVICE" --shape "$SHAPE" --dtype "$DTYPE" --ranks "$RANK" --prompts "$P" --max-tokens "$T"
-            --kv-cache-gib "$KV" --max-model-len 2048 --reps 1 --max-load 0 --isolate --full)
-    # 1. our pass vs one engine/generate per adapter vs HF+peft vs the base-only ceiling, N adapters
-    "$PY" -m kernels_bench.e2e "${common[@]}" --adapters "$N" --modes "$MODES" --out "$OUT/e2e_gpu.json" \
+    # 1. the five modes on N adapters; each mode in a fresh process (GPU memory is freed at exit).
+    #    boot_per_adapter: measured on BOOT_N adapters + base (each boot a fresh process, as separate
+    #    lm-eval runs), modelled for N from those boots + generate_per_adapter's generation time.
+    "$PY" -m kernels_bench.e2e --device "$DEVICE" --shape "$SHAPE" --dtype "$DTYPE" --adapters "$N" --ranks "$RANK" \
+      --rank-sweep "" --prompts "$P" --max-tokens "$T" --kv-cache-gib "$KV" --max-model-len 2048 --reps "$REPS" \
+      --max-load 0 --threads 0 --modes "$MODES" --boot-max-n 0 --boot-probe-n "$BOOT_N" --out "$OUT/e2e_gpu.json" \
       2>&1 | grep -v -E "^(INFO|DEBUG)" | tail -40
-    # 2. one engine boot per adapter, each boot a fresh process (as separate lm-eval runs), BOOT_N adapters + base
-    "$PY" -m kernels_bench.e2e "${common[@]}" --adapters "$BOOT_N" --modes boot_per_adapter,ours --boot-subprocess \
-      --out "$OUT/e2e_gpu_boot.json" 2>&1 | grep -v -E "^(INFO|DEBUG)" | tail -20
-    # 3. CUDA graphs: our pass with and without (enforce_eager), same request set
+    # 2. knobs of our pass on the GPU: CUDA graphs (enforce_eager), request order, max_loras
     "$PY" -m kernels_bench.tune --device "$DEVICE" --shape "$SHAPE" --dtype "$DTYPE" --adapters "$N" --rank "$RANK" \
-      --prompts "$P" --max-tokens "$T" --kv-cache-gib "$KV" --max-model-len 2048 --reps 1 --max-load 0 \
-      --only "baseline,enforce_eager (no CUDA graphs),interleaved,max_loras=8" --out "$OUT/tune_gpu.json" \
-      2>&1 | grep -v -E "^(INFO|DEBUG)" | tail -20
+      --prompts "$P" --max-tokens "$T" --kv-cache-gib "$KV" --max-model-len 2048 --reps "$REPS" --max-load 0 \
+      --threads 0 --isolate --only "${TUNE_ONLY:-baseline,enforce_eager (no CUDA graphs),interleaved,max_loras=8}" \
+      --out "$OUT/tune_gpu.json" 2>&1 | grep -v -E "^(INFO|DEBUG)" | tail -20
     ;;
   *) echo "unknown step $STEP" >&2; exit 2 ;;
 esac
