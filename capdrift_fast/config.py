@@ -147,11 +147,26 @@ class EngineConfig(_Strict):
     documented recipe is one process per rank, each on a slice of the prompts), so ``capdrift run`` does
     exactly that: it starts one ``--shard r/D`` process per replica (``CUDA_VISIBLE_DEVICES`` set per
     replica) and merges their folders (:mod:`capdrift_fast.distributed.data_parallel`).
+
+    transformers+peft in ``tests/engine``). Cause (``kernels_bench/lora_kernels.py``): vLLM's CPU LoRA
+    ops index the stacked adapter weights with the base's slot index -1, i.e. the last slot.
+
+    ``request_order``: the order in which adapter requests are handed to the engine. ``grouped``
+    (default): all of one adapter's requests, then the next adapter's (plan order), so a batch holds
+    few distinct adapters and adapters are loaded into the ``max_loras`` GPU/CPU slots once each;
+    ``interleaved``: round-robin over adapters (sample 1 of every adapter, then sample 2, ...).
+    The defaults of ``max_loras`` (8), ``max_num_seqs`` (256), ``request_order``, ``max_inflight``
+    (4 x ``max_num_seqs``) and ``cpu_lora_ops`` were chosen by measurement (``kernels_bench/README.md``).
+
+    ``cpu_lora_ops`` (vLLM's CPU backend only): ``grouped`` (default) replaces vLLM's CPU LoRA ops,
+    which gather every token's adapter weights, with ops that group tokens by adapter
+    (:mod:`capdrift_fast.engine.cpu_lora`; same results, measured faster, and no LoRA for base tokens);
+    ``vllm`` keeps vLLM's. Ignored on GPUs.
     """
 
-    max_loras: int = Field(default=4, ge=1)
+    max_loras: int = Field(default=8, ge=1)
     max_lora_rank: int = Field(default=16, ge=1)
-    max_num_seqs: int = Field(default=64, ge=1)
+    max_num_seqs: int = Field(default=256, ge=1)
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     max_model_len: int | None = Field(default=None, ge=16)
     tensor_parallel_size: int = Field(default=1, ge=1)
@@ -174,6 +189,8 @@ class EngineConfig(_Strict):
     max_inflight: int | None = Field(
         default=None, ge=1, description="Requests handed to the engine at once; default 4 x max_num_seqs."
     )
+    request_order: Literal["grouped", "interleaved"] = "grouped"
+    cpu_lora_ops: Literal["grouped", "vllm"] = "grouped"
 
     @field_validator("max_lora_rank")
     @classmethod
@@ -185,12 +202,15 @@ class EngineConfig(_Strict):
 
 
 class SamplingConfig(_Strict):
-    """Sampling for every request. ``temperature: 0`` is greedy decoding."""
+    """Sampling for every request. ``temperature: 0`` is greedy decoding. ``ignore_eos``: keep
+    generating past the end-of-sequence token up to ``max_tokens`` (fixed output lengths, for
+    throughput benchmarks; task stop strings still apply)."""
 
     temperature: float = Field(default=0.0, ge=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
     max_tokens: int = Field(default=256, ge=1)
     seed: int = 0
+    ignore_eos: bool = False
 
 
 DEFAULT_TARGETS: dict[str, tuple[str, ...]] = {

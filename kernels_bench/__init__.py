@@ -1,0 +1,1 @@
+"""capdrift_fast throughput benchmarks (never imported by the package). See kernels_bench/README.md."""

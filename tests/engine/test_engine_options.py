@@ -1,0 +1,64 @@
+"""Engine options the benchmarks rely on, on the shared real engine: request order and ignore_eos."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from capdrift_fast.config import SamplingConfig
+from capdrift_fast.plan import build_plan
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.fixture()
+def recorded(engine, monkeypatch):
+    """Calls to the vLLM engine's add_request: (request_id, lora id or 0, SamplingParams)."""
+    calls: list[tuple[str, int, object]] = []
+    inner = engine.llm.llm_engine
+    original = inner.add_request
+
+    def spy(request_id, prompt, params, *args, lora_request=None, **kwargs):
+        calls.append((request_id, lora_request.lora_int_id if lora_request else 0, params))
+        return original(request_id, prompt, params, *args, lora_request=lora_request, **kwargs)
+
+    monkeypatch.setattr(inner, "add_request", spy)
+    return calls
+
+
+def small_plan(demo_cfg) -> pl.DataFrame:
+    req = build_plan(demo_cfg).requests
+    keep = req.filter(pl.col("task") == "superni_task363").group_by("lora_id").head(2).sort("lora_id", "sample_id")
+    return keep.with_columns(max_tokens=pl.lit(6, dtype=pl.Int32))
+
+
+@pytest.mark.parametrize(("order", "want"), [("grouped", [0, 0, 1, 1, 2, 2, 3, 3]),
+                                              ("interleaved", [0, 0, 1, 2, 3, 1, 2, 3])])
+def test_request_order_reaches_the_engine(engine, demo_cfg, recorded, monkeypatch, order, want):
+    monkeypatch.setattr(engine, "settings", engine.settings.model_copy(update={"request_order": order}))
+    out = list(engine.generate(small_plan(demo_cfg), demo_cfg.sampling))
+    assert len(out) == 8
+    assert [lora for _, lora, _ in recorded] == want  # base isolated first, then the order
+
+
+def test_ignore_eos_gives_fixed_lengths(engine, demo_cfg, recorded):
+    sampling = SamplingConfig(temperature=0.0, max_tokens=6, ignore_eos=True)
+    out = list(engine.generate(small_plan(demo_cfg), sampling))
+    assert all(p.ignore_eos for _, _, p in recorded)
+    assert {r["output_tokens"] for r in out} == {6}
+    assert {r["finish_reason"] for r in out} == {"length"}
+
+
+def test_grouped_cpu_ops_serve_base_right_even_without_isolation(engine, demo_cfg, hf_reference, monkeypatch):
+    """The batch that broke vLLM's CPU ops (base + max_loras distinct adapters) is served right by the
+    grouped ops: every model's greedy tokens equal transformers+peft's, with isolate_base off."""
+    if engine.cpu_lora_ops != "grouped":
+        pytest.skip("grouped CPU LoRA ops not in use (not vLLM's CPU backend)")
+    monkeypatch.setattr(engine, "settings", engine.settings.model_copy(
+        update={"isolate_base": False, "request_order": "interleaved"}))
+    plan = small_plan(demo_cfg)
+    out = list(engine.generate(plan, SamplingConfig(temperature=0.0, max_tokens=6, ignore_eos=True)))
+    assert len(out) == plan.height == 8
+    for rec in out:
+        (want,) = hf_reference.greedy(rec["adapter"], [rec["prompt"]], 6)
+        assert rec["output_token_ids"][: len(want[:6])] == want[:6], rec["request_id"]
