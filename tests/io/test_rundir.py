@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 import yaml
 
-from capdrift_fast.config import load_config
+from capdrift_fast.config import EngineConfig, load_config
 from capdrift_fast.errors import RunDirError
 from capdrift_fast.io import ShardWriter, read_generations
 from capdrift_fast.io.rundir import open_run
@@ -99,7 +99,7 @@ def test_changed_config_is_refused_with_the_fields(tmp_path):
         open_run(st.run_dir, changed, plan())
     msg = str(exc.value)
     assert st.run_id in msg and "field sampling.temperature: was 0.0, now 0.7" in msg
-    assert "field engine.max_num_seqs: was 64, now 8" in msg and "new --out" in msg
+    assert f"field engine.max_num_seqs: was {EngineConfig().max_num_seqs}, now 8" in msg and "new --out" in msg
 
 
 def test_changed_prompts_foreign_and_unplanned_shards_are_refused(tmp_path):
