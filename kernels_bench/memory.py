@@ -64,8 +64,10 @@ class RssSampler:
 
 
 def worker(mode: str, n_requests: int, n_adapters: int, max_tokens: int, shape: str, assets: Path,
-           max_num_seqs: int) -> dict[str, Any]:
-    """One measurement in this process (call in a fresh process). Returns the record."""
+           max_num_seqs: int, prompt_chars: int = 160) -> dict[str, Any]:
+    """One measurement in this process (call in a fresh process): ``n_requests`` requests (base +
+    ``n_adapters`` adapters x distinct prompts: GSM8K questions cut to ``prompt_chars`` characters plus
+    a request number). Returns the record (RSS in MiB, times in s)."""
     import polars as pl
 
     from capdrift_fast.config import AdapterConfig, EngineConfig, ModelConfig, SamplingConfig, default_data_dir
@@ -80,11 +82,11 @@ def worker(mode: str, n_requests: int, n_adapters: int, max_tokens: int, shape: 
     paths = build_adapters(assets / f"adapters-{shape}-float32", SHAPES[shape], n_adapters, 8, str(model))
     per_model = -(-n_requests // (n_adapters + 1))
     questions = load_prompts(default_data_dir(), 1319)
-    prompts = [questions[i % len(questions)] + f" ({i})" for i in range(per_model)]
+    prompts = [questions[i % len(questions)][:prompt_chars] + f" ({i})" for i in range(per_model)]
     names = ["base"] + [p.name for p in paths]
     adapters = [AdapterConfig(name=p.name, path=str(p)) for p in paths]
     ecfg = EngineConfig(max_loras=n_adapters, max_lora_rank=8, max_num_seqs=max_num_seqs, dtype="float32",
-                        max_model_len=512, kv_cache_memory_gib=1.0)
+                        max_model_len=1024, kv_cache_memory_gib=1.0)
     rss_start = _rss_mib()
     eng = VLLMEngine(ModelConfig(path=str(model), prompt_format="raw"), ecfg, adapters)
     rss_boot = _rss_mib()
@@ -125,7 +127,7 @@ def worker(mode: str, n_requests: int, n_adapters: int, max_tokens: int, shape: 
     return {
         "mode": mode, "requests": n_requests, "completed": done, "output_tokens": tokens, "gen_s": gen_s,
         "tokens_per_s": tokens / gen_s, "requests_per_s": done / gen_s, "n_adapters": n_adapters,
-        "max_tokens": max_tokens, "shape": shape, "max_num_seqs": max_num_seqs,
+        "max_tokens": max_tokens, "shape": shape, "max_num_seqs": max_num_seqs, "prompt_chars": prompt_chars,
         "max_inflight": 4 * max_num_seqs if mode == "streaming" else n_requests,
         "rss_before_boot_mib": rss_start, "rss_after_boot_mib": rss_boot, "peak_rss_after_boot_mib": peak_boot,
         "peak_rss_mib": peak_rss_mib(), "peak_growth_mib": peak_rss_mib() - max(rss_boot, peak_boot),
@@ -163,6 +165,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--adapters", type=int, default=3)
     ap.add_argument("--max-tokens", type=int, default=2)
     ap.add_argument("--shape", default="tiny")
+    ap.add_argument("--prompt-chars", type=int, default=160, help="GSM8K questions cut to this many characters")
     ap.add_argument("--max-num-seqs", type=int, default=256)
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--assets", type=Path, default=Path(os.environ.get(
@@ -176,7 +179,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     configure_cpu_threads(args.threads)
     if args.worker:
         mode, n = args.worker.split(":")
-        rec = worker(mode, int(n), args.adapters, args.max_tokens, args.shape, args.assets, args.max_num_seqs)
+        rec = worker(mode, int(n), args.adapters, args.max_tokens, args.shape, args.assets, args.max_num_seqs,
+                     args.prompt_chars)
         print("RESULT " + json.dumps(rec), flush=True)
         return rec
     host0 = host_info()
@@ -187,7 +191,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 before = wait_for_quiet(args.max_load, args.wait_timeout)
                 cmd = [sys.executable, "-m", "kernels_bench.memory", "--worker", f"{mode}:{n}",
                        "--adapters", str(args.adapters), "--max-tokens", str(args.max_tokens), "--shape", args.shape,
-                       "--max-num-seqs", str(args.max_num_seqs), "--assets", str(args.assets)]
+                       "--max-num-seqs", str(args.max_num_seqs), "--assets", str(args.assets),
+                       "--prompt-chars", str(args.prompt_chars), "--threads", str(args.threads)]
                 env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")])}
                 t0 = time.perf_counter()
                 proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
