@@ -54,7 +54,17 @@ def wait_for_quiet(max_load: float, timeout_s: float, log: bool = True) -> list[
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident set size so far, in MiB (``getrusage``; Linux reports KiB)."""
+    """This process's peak resident set size so far, in MiB: ``VmHWM`` of ``/proc/self/status`` (the
+    peak of this address space, reset by ``exec``), else ``getrusage``'s ``ru_maxrss`` (KiB on Linux).
+    ``ru_maxrss`` alone is wrong for a worker started by a large parent: Linux carries the parent's
+    high-water mark over fork + exec (seen under ``run_all``: every worker "peaked" at the parent's
+    3.1 GiB before generating)."""
+    try:
+        for line in open("/proc/self/status", encoding="ascii"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

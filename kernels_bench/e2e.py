@@ -20,7 +20,9 @@ requests and ``(N+1)·P·T`` output tokens in every mode.
   compiled, so on CPU part of the gap to the ceiling is compilation;
 - ``ours_vllm_ops`` (CPU, optional): our pass with ``engine.cpu_lora_ops: vllm`` (vLLM's own CPU LoRA
   ops, which the other vLLM modes use), to separate the gain of the single pass from that of the
-  grouped CPU LoRA ops.
+  grouped CPU LoRA ops;
+- ``base_only_eager`` (CPU, optional): ``base_only`` with ``enforce_eager``, the ceiling at the LoRA
+  engines' compilation level (none on CPU).
 
 Timing: each (mode, cell) runs in a fresh Python process (as a real run does; ``--in-process`` to
 share one), which imports its stack (``import_s``), starts its engine or loads its model once
@@ -41,6 +43,7 @@ was 3x slower and far noisier under other jobs' load (README). Before each cell 
 Usage::
 
     python -m kernels_bench.e2e [--quick | --full] [--out kernels_bench/results/e2e_cpu.json]
+    python -m kernels_bench.e2e --merge a.json b.json --out merged.json   # combine partial runs
 
 Default cells: N in {1,4,16,32,64} at rank 16, plus ranks 8 and 64 at N=16. ``--full``: every N x
 every rank in {8,16,64}. On a GPU (``kernels_bench/gpu/README.md``): ``--device cuda --shape llama8b
@@ -64,7 +67,8 @@ from typing import Any, Callable
 
 from kernels_bench.common import configure_cpu_threads, host_info, loadavg, median, wait_for_quiet
 
-MODES = ("ours", "boot_per_adapter", "generate_per_adapter", "hf_peft", "base_only", "ours_vllm_ops")
+MODES = ("ours", "boot_per_adapter", "generate_per_adapter", "hf_peft", "base_only", "ours_vllm_ops", "base_only_eager")
+BASE_MODES = ("base_only", "base_only_eager")  # no LoRA: rank-independent, run once per N
 DEFAULT_MODES = MODES[:5]  # the issue's five; ours_vllm_ops (CPU) splits our gain into one-pass vs CPU LoRA ops
 
 
@@ -267,42 +271,40 @@ def run_boot_per_adapter(s: Setup) -> dict[str, Any]:
             "boot_in_subprocess": s.boot_subprocess}
 
 
-def run_generate_per_adapter(s: Setup) -> dict[str, Any]:
-    """One engine (max_loras=1); per repetition one generate call for the base and one per adapter."""
+def _one_engine(s: Setup, lora: bool, one_rep: Callable[[Any, Any, int], int]) -> dict[str, Any]:
+    """Start one ``vllm.LLM`` (``max_loras=1`` if ``lora``), then time ``one_rep(llm, sampling, rep)``
+    (returns output tokens) ``s.reps`` times. Returns boot_s, boots, gen_s_reps, output_tokens."""
     from vllm import LLM
 
     sp = _sampling(s)
     t0 = time.perf_counter()
-    llm = LLM(**_engine_kwargs(s, lora=True, max_loras=1))
+    llm = LLM(**_engine_kwargs(s, lora=lora, max_loras=1))
     boot = time.perf_counter() - t0
     gens, tokens = [], 0
     for rep in range(s.reps):
         t1 = time.perf_counter()
-        tokens = _count(llm.generate(s.prompts, sp, use_tqdm=False))
-        for i, path in enumerate(s.adapters):
-            tokens += _count(llm.generate(s.prompts, sp, lora_request=_lora(i, path, rep), use_tqdm=False))
+        tokens = one_rep(llm, sp, rep)
         gens.append(time.perf_counter() - t1)
     del llm
     _free()
     return {"boot_s": boot, "boots": 1, "gen_s_reps": gens, "output_tokens": tokens}
+
+
+def run_generate_per_adapter(s: Setup) -> dict[str, Any]:
+    """One engine (max_loras=1); per repetition one generate call for the base and one per adapter."""
+    def one_rep(llm: Any, sp: Any, rep: int) -> int:
+        tokens = _count(llm.generate(s.prompts, sp, use_tqdm=False))
+        for i, path in enumerate(s.adapters):
+            tokens += _count(llm.generate(s.prompts, sp, lora_request=_lora(i, path, rep), use_tqdm=False))
+        return tokens
+
+    return _one_engine(s, True, one_rep)
 
 
 def run_base_only(s: Setup) -> dict[str, Any]:
     """The base model without LoRA on (N+1) x P requests: the throughput ceiling."""
-    from vllm import LLM
-
-    sp = _sampling(s)
-    t0 = time.perf_counter()
-    llm = LLM(**_engine_kwargs(s, lora=False, max_loras=1))
-    boot = time.perf_counter() - t0
-    gens, tokens = [], 0
-    for _ in range(s.reps):
-        t1 = time.perf_counter()
-        tokens = _count(llm.generate(s.prompts * (len(s.adapters) + 1), sp, use_tqdm=False))
-        gens.append(time.perf_counter() - t1)
-    del llm
-    _free()
-    return {"boot_s": boot, "boots": 1, "gen_s_reps": gens, "output_tokens": tokens}
+    return _one_engine(s, False, lambda llm, sp, rep: _count(
+        llm.generate(s.prompts * (len(s.adapters) + 1), sp, use_tqdm=False)))
 
 
 def run_hf_peft(s: Setup) -> dict[str, Any]:
@@ -340,6 +342,12 @@ def run_hf_peft(s: Setup) -> dict[str, Any]:
     return {"boot_s": boot, "boots": 1, "gen_s_reps": gens, "output_tokens": tokens}
 
 
+def run_base_only_eager(s: Setup) -> dict[str, Any]:
+    """:func:`run_base_only` with ``enforce_eager`` (no torch.compile, no CUDA graphs): on vLLM's CPU
+    backend every LoRA engine runs so, hence the LoRA-free ceiling at the same compilation level."""
+    return run_base_only(dataclasses.replace(s, enforce_eager=True))
+
+
 def run_ours_vllm_ops(s: Setup) -> dict[str, Any]:
     """:func:`run_ours` with vLLM's own CPU LoRA ops (``engine.cpu_lora_ops: vllm``)."""
     return run_ours(dataclasses.replace(s, cpu_lora_ops="vllm"))
@@ -348,6 +356,7 @@ def run_ours_vllm_ops(s: Setup) -> dict[str, Any]:
 RUNNERS: dict[str, Callable[[Setup], dict[str, Any]]] = {
     "ours": run_ours, "boot_per_adapter": run_boot_per_adapter, "generate_per_adapter": run_generate_per_adapter,
     "hf_peft": run_hf_peft, "base_only": run_base_only, "ours_vllm_ops": run_ours_vllm_ops,
+    "base_only_eager": run_base_only_eager,
 }
 
 
@@ -410,7 +419,8 @@ def model_boot_per_adapter(records: list[dict[str, Any]]) -> list[dict[str, Any]
 def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (mode, N, rank), with our pass's speed-up over the mode (``ours_speedup_wall`` /
     ``_gen``: the mode's time / ours; > 1 means ours is faster) and the fraction of the base-only
-    ceiling's tokens/s reached (``fraction_of_base_ceiling_wall`` / ``_gen``)."""
+    ceiling's tokens/s reached (``fraction_of_base_ceiling_wall`` / ``_gen``; and of the eager base,
+    ``fraction_of_eager_base_gen``, where ``base_only_eager`` ran)."""
     keys = ("mode", "n_adapters", "rank", "reps", "requests", "output_tokens", "boots", "import_s", "boot_s", "gen_s",
             "wall_s",
             "tokens_per_s_wall", "tokens_per_s_gen", "modelled", "ttft_median_s_reps")
@@ -418,8 +428,9 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows.sort(key=lambda r: (r["n_adapters"], str(r["rank"]), MODES.index(r["mode"])))
     ours = {(r["n_adapters"], r["rank"]): r for r in rows if r["mode"] == "ours"}
     base = {r["n_adapters"]: r for r in rows if r["mode"] == "base_only"}
+    eager = {r["n_adapters"]: r for r in rows if r["mode"] == "base_only_eager"}
     for r in rows:
-        if r["mode"] == "base_only":
+        if r["mode"] in BASE_MODES:
             continue
         o = ours.get((r["n_adapters"], r["rank"]))
         if o is not None:
@@ -429,15 +440,27 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if b is not None:
             r["fraction_of_base_ceiling_wall"] = r["tokens_per_s_wall"] / b["tokens_per_s_wall"]
             r["fraction_of_base_ceiling_gen"] = r["tokens_per_s_gen"] / b["tokens_per_s_gen"]
+        e = eager.get(r["n_adapters"])
+        if e is not None:
+            r["fraction_of_eager_base_gen"] = r["tokens_per_s_gen"] / e["tokens_per_s_gen"]
     return rows
 
 
 def merge(paths: list[Path], out: Path) -> dict[str, Any]:
-    """Combine the records of several e2e JSONs (e.g. one run per mode set) into ``out`` (first file's
-    metadata, all records, a fresh summary, ``merged_from``) and its PNG."""
+    """Combine the records of several e2e JSONs (e.g. one run per mode set, or a cell re-run on a quieter
+    machine) into ``out`` (first file's metadata, ``merged_from``) and its PNG. A later file's measured
+    record replaces an earlier one of the same (mode, N, rank); modelled ``boot_per_adapter`` records are
+    recomputed from every measured boot of the merged set; the summary is recomputed."""
     results = [json.loads(Path(p).read_text()) for p in paths]
     merged = dict(results[0])
-    merged["records"] = [r for res in results for r in res["records"]]
+    measured: dict[tuple[str, int, Any], dict[str, Any]] = {}
+    for res in results:
+        for r in res["records"]:
+            if not r.get("modelled"):
+                measured.pop((r["mode"], r["n_adapters"], r["rank"]), None)  # keep the later one's position last
+                measured[(r["mode"], r["n_adapters"], r["rank"])] = r
+    merged["records"] = list(measured.values())
+    merged["records"] += model_boot_per_adapter(merged["records"])
     merged["summary"] = summarize(merged["records"])
     merged["merged_from"] = [{"file": str(p), "host_before": r["host_before"], "host_after": r["host_after"],
                               "bench_wall_s": r.get("bench_wall_s")} for p, r in zip(paths, results)]
@@ -449,35 +472,42 @@ def merge(paths: list[Path], out: Path) -> dict[str, Any]:
 
 
 def plot(summary: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Output tokens/s vs N, wall (boots included, left) and generation only (right), at the most
-    common rank; one line per mode (modelled points hollow)."""
+    """Output tokens/s vs N, wall (boots included, left) and generation only (right); one row per LoRA
+    rank measured at two or more N (else the most common rank), one line per mode, the base-only
+    ceiling dashed, modelled points hollow."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ranks = [r["rank"] for r in summary if r["mode"] == "ours"]
-    rank = max(set(ranks), key=ranks.count) if ranks else None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for ax, key, label in ((axes[0], "tokens_per_s_wall", "wall (boots/loads included)"),
-                           (axes[1], "tokens_per_s_gen", "generation only")):
-        for j, mode in enumerate(MODES):
-            pts = sorted((r["n_adapters"], r[key], bool(r.get("modelled"))) for r in summary
-                         if r["mode"] == mode and (r["rank"] == rank or mode == "base_only"))
-            if not pts:
-                continue
-            xs, ys, mod = zip(*pts)
-            ax.plot(xs, ys, color=f"C{j}", linestyle="--" if mode == "base_only" else "-", label=mode)
-            ax.scatter([x for x, m in zip(xs, mod) if not m], [y for y, m in zip(ys, mod) if not m], color=f"C{j}")
-            ax.scatter([x for x, m in zip(xs, mod) if m], [y for y, m in zip(ys, mod) if m], facecolors="none",
-                       edgecolors=f"C{j}")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("adapters N")
-        ax.set_title(f"output tokens/s, {label}", fontsize=9)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel(f"output tokens/s (LoRA rank {rank})")
-    axes[1].legend(fontsize=8)
+    ours = [r for r in summary if r["mode"] == "ours"]
+    ranks = sorted({r["rank"] for r in ours if sum(o["rank"] == r["rank"] for o in ours) >= 2})
+    if not ranks:
+        common = [r["rank"] for r in ours]
+        ranks = [max(set(common), key=common.count)] if common else [None]
+    fig, axes = plt.subplots(len(ranks), 2, figsize=(11, 3.9 * len(ranks)), sharey=True, squeeze=False)
+    for row, rank in zip(axes, ranks):
+        for ax, key, label in ((row[0], "tokens_per_s_wall", "wall (boots/loads included)"),
+                               (row[1], "tokens_per_s_gen", "generation only")):
+            for j, mode in enumerate(MODES):
+                pts = sorted((r["n_adapters"], r[key], bool(r.get("modelled"))) for r in summary
+                             if r["mode"] == mode and (r["rank"] == rank or mode in BASE_MODES))
+                if not pts:
+                    continue
+                xs, ys, mod = zip(*pts)
+                ax.plot(xs, ys, color=f"C{j}", linestyle="--" if mode in BASE_MODES else "-", label=mode)
+                ax.scatter([x for x, m in zip(xs, mod) if not m], [y for y, m in zip(ys, mod) if not m],
+                           color=f"C{j}")
+                ax.scatter([x for x, m in zip(xs, mod) if m], [y for y, m in zip(ys, mod) if m], facecolors="none",
+                           edgecolors=f"C{j}")
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("adapters N")
+            ax.set_title(f"LoRA rank {rank}: output tokens/s, {label}", fontsize=9)
+            ax.grid(alpha=0.3)
+        row[0].set_ylabel("output tokens/s")
+        if row[1].get_legend_handles_labels()[0]:
+            row[1].legend(fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -527,6 +557,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="boot_per_adapter: boot engines in one process (default: each boot in a fresh process, "
                          "as separate lm-eval runs, its start + import counted)")
     ap.add_argument("--out", type=Path, default=Path("kernels_bench/results/e2e_cpu.json"))
+    ap.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
+                    help="run nothing: merge these e2e JSONs into --out (a later file's cell replaces an earlier "
+                         "one's; see merge())")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--one-boot", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -548,6 +581,10 @@ def cells(args: argparse.Namespace) -> list[tuple[int, int]]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the cells; write ``--out`` (JSON: args, host, records, summary) and a PNG beside it."""
     args = parse_args(argv)
+    if args.merge:
+        merged = merge(args.merge, args.out)
+        print(f"merged {len(args.merge)} files, {len(merged['records'])} records -> {args.out}", flush=True)
+        return merged
     if args.device == "cpu":
         configure_cpu_threads(args.threads)
     if args.worker or args.one_boot:
@@ -586,7 +623,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     _free()
     records: list[dict[str, Any]] = []
     t_start = time.perf_counter()
-    base_done: set[int] = set()
+    base_done: set[tuple[str, int]] = set()
     jobs = [(n, rank, mode) for n, rank in grid for mode in modes]
     if args.boot_probe_n and "boot_per_adapter" in modes:
         jobs.insert(0, (args.boot_probe_n, grid[0][1], "boot_per_adapter"))
@@ -594,7 +631,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             args.assets / f"adapters-{args.shape}-{args.dtype}", SHAPES[args.shape], args.boot_probe_n, r, str(model),
             dtype=args.dtype) for r, a in adapter_sets.items()}
     for n, rank, mode in jobs:
-        if mode == "base_only" and n in base_done:
+        if mode in BASE_MODES and (mode, n) in base_done:
             continue  # rank-independent: once per N
         if mode == "boot_per_adapter" and n > max(args.boot_max_n, args.boot_probe_n):
             continue  # modelled below
@@ -612,10 +649,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 res = RUNNERS[mode](setup)
         except Exception as exc:  # record and go on: one failing mode must not lose the grid
             res = {"error": f"{type(exc).__name__}: {exc}"[:1500]}
-        rec = {"mode": mode, "n_adapters": n, "rank": "none" if mode == "base_only" else rank,
+        rec = {"mode": mode, "n_adapters": n, "rank": "none" if mode in BASE_MODES else rank,
                "requests": setup.n_requests, **res, "loadavg_before": before, "loadavg_after": loadavg()}
-        if mode == "base_only":
-            base_done.add(n)
+        if mode in BASE_MODES:
+            base_done.add((mode, n))
         if "gen_s_reps" in rec:
             finish_record(rec)
         records.append(rec)

@@ -35,7 +35,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -100,44 +100,40 @@ def stack_for_punica(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
     return case.a.unsqueeze(1).contiguous(), case.b.unsqueeze(1).contiguous()
 
 
+def _shrink_expand(ops: Any, case: Case, stacked: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """Base matmul, then ``ops.bgmv_shrink`` into a (batch, rank) buffer and ``ops.bgmv_expand`` added
+    onto it: the call pattern of vLLM's CPU LoRA layers (one slice)."""
+    a_st, b_st = stacked if stacked is not None else stack_for_punica(case)
+    y = case.x @ case.w.T
+    buf = torch.zeros(case.x.shape[0], case.a.shape[1], dtype=torch.float32)
+    ops.bgmv_shrink(case.x, a_st, buf, case.idx, case.scale)
+    ops.bgmv_expand(buf, b_st, y, case.idx, add_inputs=True)
+    return y
+
+
 def impl_punica(case: Case, stacked: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """vLLM's CPU punica ops (``bgmv_shrink`` + ``bgmv_expand``) after the base matmul.
 
     Index -1 (base token) is passed through as vLLM passes it; the torch ops index the stacked
     weights with it, i.e. they apply the *last* slot's adapter (see the correctness results).
     """
-    from vllm.lora.ops.torch_ops import bgmv_expand, bgmv_shrink
+    from vllm.lora.ops import torch_ops
 
-    a_st, b_st = stacked if stacked is not None else stack_for_punica(case)
-    y = case.x @ case.w.T
-    buf = torch.zeros(case.x.shape[0], case.a.shape[1], dtype=torch.float32)
-    bgmv_shrink(case.x, a_st, buf, case.idx, case.scale)
-    bgmv_expand(buf, b_st, y, case.idx, add_inputs=True)
-    return y
+    return _shrink_expand(torch_ops, case, stacked)
 
 
 def impl_grouped(case: Case, stacked: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """capdrift_fast's grouped CPU ops (same call pattern as :func:`impl_punica`)."""
-    from capdrift_fast.engine.cpu_lora import bgmv_expand, bgmv_shrink
+    from capdrift_fast.engine import cpu_lora
 
-    a_st, b_st = stacked if stacked is not None else stack_for_punica(case)
-    y = case.x @ case.w.T
-    buf = torch.zeros(case.x.shape[0], case.a.shape[1], dtype=torch.float32)
-    bgmv_shrink(case.x, a_st, buf, case.idx, case.scale)
-    bgmv_expand(buf, b_st, y, case.idx, add_inputs=True)
-    return y
+    return _shrink_expand(cpu_lora, case, stacked)
 
 
 def group_rows(idx: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
     """(adapter, row indices) for each adapter present in ``idx`` (base rows, -1, left out)."""
-    order = torch.argsort(idx, stable=True)
-    keys, counts = torch.unique_consecutive(idx[order], return_counts=True)
-    out, start = [], 0
-    for k, c in zip(keys.tolist(), counts.tolist()):
-        if k >= 0:
-            out.append((k, order[start:start + c]))
-        start += c
-    return out
+    from capdrift_fast.engine.cpu_lora import rows_by_slot
+
+    return rows_by_slot(idx)
 
 
 def impl_loop(case: Case) -> torch.Tensor:

@@ -9,7 +9,7 @@ output tokens each, ``ignore_eos``), each measurement runs in a fresh Python pro
   returns every ``RequestOutput`` at once — what a script without streaming does.
 
 Reported per (mode, R): RSS after engine start (``rss_after_boot_mib``), the process's peak RSS
-(``peak_rss_mib``, ``getrusage``), their difference (``peak_growth_mib``: what the requests cost),
+(``peak_rss_mib``, ``VmHWM``), their difference (``peak_growth_mib``: what the requests cost),
 RSS samples during generation (``rss_trace_mib``) and throughput.
 
 Usage::

@@ -44,6 +44,36 @@ def e2e_table(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def e2e_ratio_table(res: dict[str, Any]) -> str:
+    """One row per (N, rank): our pass's output tokens/s (wall; generation only in brackets), how many
+    times faster it is than each alternative (wall / generation only; ``*`` = modelled), and the
+    fraction of the base-only ceiling it reaches (wall / generation only)."""
+    rows: dict[tuple[int, Any], dict[str, Any]] = {}
+    for r in res["summary"]:
+        rows.setdefault((r["n_adapters"], r["rank"]), {})[r["mode"]] = r
+    others = [m for m in ("boot_per_adapter", "generate_per_adapter", "hf_peft", "ours_vllm_ops")
+              if any(m in d for d in rows.values())]
+    eager = any("base_only_eager" in d for d in rows.values())
+    head = (["N", "rank", "ours tok/s wall (gen)"] + [f"vs {m}" for m in others] + ["of base-only ceiling"]
+            + (["of eager base-only (gen)"] if eager else []))
+    lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * 2 + "---:|" * (len(head) - 2)]
+    for (n, rank), d in sorted((k, v) for k, v in rows.items() if k[1] != "none"):
+        o = d.get("ours")
+        if o is None:
+            continue
+        cells = [str(n), str(rank), f"{_f(o['tokens_per_s_wall'], 0)} ({_f(o['tokens_per_s_gen'], 0)})"]
+        for m in others:
+            r = d.get(m)
+            cells.append("-" if r is None or r.get("ours_speedup_wall") is None else
+                         f"{r['ours_speedup_wall']:.1f}x / {r['ours_speedup_gen']:.1f}x" + ("*" if r.get("modelled") else ""))
+        cells.append("-" if o.get("fraction_of_base_ceiling_wall") is None else
+                     f"{o['fraction_of_base_ceiling_wall']:.2f} / {o['fraction_of_base_ceiling_gen']:.2f}")
+        if eager:
+            cells.append(_f(o.get("fraction_of_eager_base_gen"), 2))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def kernels_table(res: dict[str, Any]) -> str:
     """Milliseconds per layer call per (rank, batch, distinct adapters, impl)."""
     rows: dict[tuple, dict[str, Any]] = {}
@@ -103,7 +133,10 @@ def render(folder: Path, suffix: str = "") -> str:
                             ("tune", "Knobs of our pass", tune_table), ("memory", "Host memory", memory_table)):
         res = _load(folder / f"{name}_cpu{suffix}.json")
         if res is not None:
-            parts.append(f"## {title} (`{name}_cpu{suffix}.json`)\n\n{_host(res)}\n\n{fn(res)}\n")
+            body = fn(res)
+            if name == "e2e":
+                body = f"{e2e_ratio_table(res)}\n\nEvery measurement:\n\n{body}"
+            parts.append(f"## {title} (`{name}_cpu{suffix}.json`)\n\n{_host(res)}\n\n{body}\n")
     return "\n".join(parts)
 
 

@@ -56,6 +56,10 @@ import tempfile
 import time
 import types
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only; the functions import polars where they use it
+    import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ("ifeval", "gsm8k", "superni")

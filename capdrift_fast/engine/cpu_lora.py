@@ -23,6 +23,19 @@ _ORIGINAL: dict[str, Any] = {}
 _cache: dict[str, Any] = {"indices": None, "groups": None}
 
 
+def rows_by_slot(indices: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+    """(slot, token rows) for every adapter slot present in ``indices`` (shape (B,), int), ascending
+    slots; rows of index -1 (no LoRA) are left out. Uncached; rows are int64 tensors."""
+    order = torch.argsort(indices, stable=True)
+    keys, counts = torch.unique_consecutive(indices[order], return_counts=True)
+    out, start = [], 0
+    for k, c in zip(keys.tolist(), counts.tolist()):
+        if k >= 0:
+            out.append((k, order[start:start + c]))
+        start += c
+    return out
+
+
 def lora_groups(indices: torch.Tensor) -> list[tuple[int, torch.Tensor | None]]:
     """(slot, token rows) per adapter slot used in ``indices`` (shape (B,), int; -1 = no LoRA, left out).
     ``rows`` is None when that slot covers every token. The grouping of the last ``indices`` is reused
@@ -38,13 +51,7 @@ def lora_groups(indices: torch.Tensor) -> list[tuple[int, torch.Tensor | None]]:
         if bool((indices == first).all()):
             groups = [(first, None)] if first >= 0 else []
         else:
-            order = torch.argsort(indices, stable=True)
-            keys, counts = torch.unique_consecutive(indices[order], return_counts=True)
-            groups, start = [], 0
-            for k, c in zip(keys.tolist(), counts.tolist()):
-                if k >= 0:
-                    groups.append((k, order[start:start + c]))
-                start += c
+            groups = list(rows_by_slot(indices))
     _cache["indices"], _cache["groups"] = indices.clone(), groups
     return groups
 

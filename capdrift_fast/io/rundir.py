@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from pydantic import ValidationError
 
 from capdrift_fast.config import RunConfig
 from capdrift_fast.errors import RunDirError
@@ -98,6 +99,16 @@ def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[
             for k in sorted(set(a) | set(b)) if a.get(k, missing) != b.get(k, missing)]
 
 
+def with_current_defaults(stored: dict[str, Any]) -> dict[str, Any]:
+    """``stored`` (a run folder's ``config.json``) validated by this version's :class:`RunConfig`, so a
+    field added since the run started compares as its default rather than as a change; ``stored``
+    unchanged when it no longer validates (then every field it differs in is reported)."""
+    try:
+        return json.loads(RunConfig.model_validate(stored).model_dump_json())
+    except ValidationError:
+        return stored
+
+
 def open_run(run_dir: str | Path, cfg: RunConfig, requests: pl.DataFrame,
              shard: dict[str, Any] | None = None) -> RunState:
     """Start or resume the run in ``run_dir`` for ``cfg`` (the user's resolved config) and its planned
@@ -126,7 +137,7 @@ def open_run(run_dir: str | Path, cfg: RunConfig, requests: pl.DataFrame,
         except (OSError, ValueError, KeyError) as exc:
             raise RunDirError(f"{run_dir}: {RUN_FILE} or {CONFIG_FILE} is unreadable ({exc}); "
                               "use a new --out folder") from None
-        diffs = config_differences(stored, current)
+        diffs = config_differences(with_current_defaults(stored), current)
         if diffs:
             shown = "\n  ".join(diffs[:8]) + (f"\n  ... and {len(diffs) - 8} more" if len(diffs) > 8 else "")
             raise RunDirError(

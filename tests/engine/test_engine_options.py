@@ -62,3 +62,42 @@ def test_grouped_cpu_ops_serve_base_right_even_without_isolation(engine, demo_cf
     for rec in out:
         (want,) = hf_reference.greedy(rec["adapter"], [rec["prompt"]], 6)
         assert rec["output_token_ids"][: len(want[:6])] == want[:6], rec["request_id"]
+
+
+def test_length_check_in_slices_names_the_request_and_sends_nothing(engine, demo_cfg, recorded, monkeypatch):
+    """The up-front length check tokenizes in slices (host memory, kernels_bench/memory.py); a request
+    in a later slice whose prompt + max_tokens exceeds max_model_len is still found, and named."""
+    import capdrift_fast.engine.vllm_engine as ve
+    from capdrift_fast.errors import EngineError
+
+    monkeypatch.setattr(ve, "_LENGTH_CHECK_SLICE", 1)
+    plan = build_plan(demo_cfg).requests.filter(pl.col("task") == "gsm8k").head(5)
+    assert plan.unique(subset=["task", "sample_id"]).height >= 2
+    last = plan.row(plan.height - 1, named=True)
+    too_long = plan.with_columns(max_tokens=pl.when(pl.col("sample_id") == last["sample_id"])
+                                 .then(pl.lit(engine.max_model_len, dtype=pl.Int32)).otherwise(pl.col("max_tokens")))
+    with pytest.raises(EngineError, match=rf"sample '{last['sample_id']}' has \d+ prompt tokens \+ max_tokens"):
+        list(engine.generate(too_long, demo_cfg.sampling))
+    assert recorded == []
+    assert len(list(engine.generate(plan.head(2).with_columns(max_tokens=pl.lit(2, dtype=pl.Int32)),
+                                    demo_cfg.sampling))) == 2
+
+
+def test_freed_heap_is_handed_back_every_trim_interval(engine, demo_cfg, monkeypatch):
+    """Long passes return freed heap pages to the OS every ``_TRIM_EVERY`` finished requests (host
+    memory, kernels_bench/memory.py); here every 3rd of 8."""
+    import capdrift_fast.engine.vllm_engine as ve
+
+    calls = []
+    monkeypatch.setattr(ve, "_TRIM_EVERY", 3)
+    monkeypatch.setattr(ve, "release_free_heap", lambda: calls.append(1) or True)
+    out = list(engine.generate(small_plan(demo_cfg), SamplingConfig(temperature=0.0, max_tokens=2)))
+    assert len(out) == 8 and len(calls) == 2  # isolate_base: base phase (2) then adapters (6): 3rd and 6th
+
+
+def test_release_free_heap_runs_on_this_platform():
+    import platform
+
+    from capdrift_fast.engine.vllm_engine import release_free_heap
+
+    assert release_free_heap() is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")

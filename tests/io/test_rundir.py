@@ -102,6 +102,16 @@ def test_changed_config_is_refused_with_the_fields(tmp_path):
     assert f"field engine.max_num_seqs: was {EngineConfig().max_num_seqs}, now 8" in msg and "new --out" in msg
 
 
+def test_field_added_since_the_run_started_compares_as_its_default(tmp_path):
+    st = open_run(tmp_path / "run", make_cfg(tmp_path), plan())
+    stored = json.loads((st.run_dir / "config.json").read_text())
+    del stored["engine"]["request_order"]  # as written by a version without that field
+    (st.run_dir / "config.json").write_text(json.dumps(stored))
+    assert open_run(st.run_dir, make_cfg(tmp_path), plan()).run_id == st.run_id
+    with pytest.raises(RunDirError, match="field engine.request_order: was 'grouped', now 'interleaved'"):
+        open_run(st.run_dir, make_cfg(tmp_path, engine={"request_order": "interleaved"}), plan())
+
+
 def test_changed_prompts_foreign_and_unplanned_shards_are_refused(tmp_path):
     cfg = make_cfg(tmp_path)
     st = open_run(tmp_path / "run", cfg, plan())
