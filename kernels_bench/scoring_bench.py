@@ -47,7 +47,6 @@ import importlib.util
 import json
 import os
 import platform
-import resource
 import statistics
 import string
 import subprocess
@@ -62,6 +61,9 @@ if TYPE_CHECKING:  # annotations only; the functions import polars where they us
     import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: the package and kernels_bench from this checkout
+
+from kernels_bench.common import peak_rss_mib  # noqa: E402  (stdlib only: the parent stays small)
 BENCHMARKS = ("ifeval", "gsm8k", "superni")
 DEFAULT_REF_ROWS = {"ifeval": 3000, "gsm8k": 100_000, "superni": 50_000}
 IFEVAL_PAIRS = (
@@ -73,7 +75,6 @@ SUPERNI_FILES = ("task828_copa_commonsense_cause_effect", "task363_sst2_polarity
 
 
 def data_dir() -> Path:
-    sys.path.insert(0, str(ROOT))
     from capdrift_fast.config import default_data_dir
 
     return default_data_dir()
@@ -191,14 +192,6 @@ def workload(bench: str, n: int, seed: int, workdir: Path) -> Path:
     return path
 
 
-def _vm_hwm_kib() -> int:
-    """Peak resident set of this process's address space (``VmHWM``, KiB; Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
 # --- the scorers ---------------------------------------------------------------------------------------
 
 def _lm_eval_dir() -> Path:
@@ -231,7 +224,6 @@ def _lm_eval_metrics() -> None:
 
 
 def ours(bench: str):  # type: ignore[no-untyped-def]
-    sys.path.insert(0, str(ROOT))
     if bench == "ifeval":
         from capdrift_fast.scoring.ifeval import ifeval_accuracies, score_ifeval
 
@@ -256,7 +248,6 @@ def reference(bench: str):  # type: ignore[no-untyped-def]
     if bench == "ifeval":
         import langdetect
 
-        sys.path.insert(0, str(ROOT))
         from capdrift_fast.scoring.ifeval import configure_nltk_data
 
         configure_nltk_data(None)  # offline punkt_tab before lm-eval's import-time nltk lookups
@@ -332,12 +323,12 @@ def measure(args: argparse.Namespace) -> None:
     frame = pl.read_parquet(args.data, n_rows=args.rows)
     score = ours(args.bench) if args.impl == "capdrift" else reference(args.bench)
     score(frame.head(64))
-    rss_loaded = _vm_hwm_kib()
+    rss_loaded = round(peak_rss_mib() * 1024)
     t0, c0 = time.perf_counter(), time.process_time()
     result = score(frame)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "rows": frame.height, "rss_before_scoring_kib": rss_loaded,
-                      "vm_hwm_kib": _vm_hwm_kib(), "result": {k: float(v) for k, v in result.items()}}))
+                      "vm_hwm_kib": round(peak_rss_mib() * 1024), "result": {k: float(v) for k, v in result.items()}}))
 
 
 class _Popen(subprocess.Popen):
@@ -364,7 +355,7 @@ def run_child(bench: str, impl: str, data: Path, rows: int) -> dict:
     out = json.loads(stdout.strip().splitlines()[-1])
     out["load_avg_1m_before"] = round(load, 2)
     out["ru_maxrss_kib"] = proc.rusage.ru_maxrss if proc.rusage else None
-    out["parent_rss_kib"] = _vm_hwm_kib()
+    out["parent_rss_kib"] = round(peak_rss_mib() * 1024)
     return out
 
 

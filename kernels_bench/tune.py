@@ -17,7 +17,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import tempfile
@@ -103,8 +102,7 @@ def run_engine(job: dict[str, Any]) -> list[dict[str, Any]]:
                    "loadavg_before": before, "loadavg_after": loadavg()}
             records.append(rec)
             print(json.dumps({k: (round(x, 3) if isinstance(x, float) else x) for k, x in rec.items()}), flush=True)
-    del eng
-    gc.collect()
+    eng.close()
     return records
 
 

@@ -51,7 +51,7 @@ def lora_groups(indices: torch.Tensor) -> list[tuple[int, torch.Tensor | None]]:
         if bool((indices == first).all()):
             groups = [(first, None)] if first >= 0 else []
         else:
-            groups = list(rows_by_slot(indices))
+            groups = rows_by_slot(indices)
     _cache["indices"], _cache["groups"] = indices.clone(), groups
     return groups
 
@@ -96,7 +96,7 @@ def bgmv_shrink(inputs: torch.Tensor, lora_a_weights: torch.Tensor, output_tenso
     """``output[:, :r] = scaling * inputs @ A[idx].T`` per token. inputs (B, d_in); A (L, [1,] r, d_in);
     output (B, >= r). Unusual shapes fall back to vLLM's op."""
     if not _standard(inputs, output_tensor, lora_indices_tensor):
-        return _ORIGINAL.get("bgmv_shrink", _vllm("bgmv_shrink"))(inputs, lora_a_weights, output_tensor,
+        return _vllm("bgmv_shrink")(inputs, lora_a_weights, output_tensor,
                                                                     lora_indices_tensor, scaling)
     r = lora_a_weights.shape[-2]
     _apply(inputs, lora_a_weights, lora_indices_tensor, output_tensor[:, :r], scaling, add=False)
@@ -107,7 +107,7 @@ def bgmv_expand(inputs: torch.Tensor, lora_b_weights: torch.Tensor, output_tenso
     """``output[:, :o] (+)= inputs @ B[idx].T`` per token (o = min(B's out dim, output width)).
     inputs (B, r); B (L, [1,] out, r); output (B, width)."""
     if not _standard(inputs, output_tensor, lora_indices_tensor):
-        return _ORIGINAL.get("bgmv_expand", _vllm("bgmv_expand"))(inputs, lora_b_weights, output_tensor,
+        return _vllm("bgmv_expand")(inputs, lora_b_weights, output_tensor,
                                                                     lora_indices_tensor, add_inputs)
     common = min(lora_b_weights.shape[-2], output_tensor.shape[1])
     w = lora_b_weights[..., :common, :]
@@ -119,7 +119,7 @@ def bgmv_expand_slice(inputs: torch.Tensor, lora_b_weights: torch.Tensor, output
                       add_inputs: bool = True) -> None:
     """``output[:, off:off+size] (+)= inputs @ B[idx].T`` per token. inputs (B, r); B (L, [1,] size, r)."""
     if not _standard(inputs, output_tensor, lora_indices_tensor) or lora_b_weights.shape[-2] != slice_size:
-        return _ORIGINAL.get("bgmv_expand_slice", _vllm("bgmv_expand_slice"))(
+        return _vllm("bgmv_expand_slice")(
             inputs, lora_b_weights, output_tensor, lora_indices_tensor, slice_offset, slice_size, add_inputs)
     out = output_tensor[:, slice_offset:slice_offset + slice_size]
     _apply(inputs, lora_b_weights, lora_indices_tensor, out, 1.0, add=add_inputs)

@@ -77,9 +77,7 @@ def _on_cpu() -> bool:
 def _select_cpu_lora_ops(choice: str) -> str | None:
     """On vLLM's CPU backend, install capdrift_fast's grouped LoRA ops (``grouped``) or restore vLLM's
     (``vllm``); returns the ops in use, or None off CPU (GPU kernels are left alone)."""
-    from vllm.platforms import current_platform
-
-    if not current_platform.is_cpu():
+    if not _on_cpu():
         return None
     from capdrift_fast.engine import cpu_lora
 

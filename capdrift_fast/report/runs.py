@@ -14,7 +14,7 @@ from capdrift_fast.config import RunConfig
 from capdrift_fast.drift import DriftAnalysis, analyze
 from capdrift_fast.errors import CapdriftError, RunFolderError
 from capdrift_fast.io.hashing import hash_folder
-from capdrift_fast.tasks import Task, build_task
+from capdrift_fast.tasks import Task, build_tasks
 
 BASELINE_SCHEMA = {"task": pl.Utf8, "metric": pl.Utf8, "score": pl.Float64}
 
@@ -121,10 +121,7 @@ def load_run(run_dir: str | Path, label: str | None = None, samples: dict[str, p
         raise RunFolderError(f"{run_dir / 'config.json'}: not a capdrift run config ({exc.error_count()} problem(s): "
                              f"{exc.errors()[0]['msg']})") from None
     manifest = _read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").is_file() else {}
-    tasks = {}
-    for tcfg in config.tasks:
-        task = build_task(tcfg, config.data_dir or ".")
-        tasks[task.name] = task
+    tasks = build_tasks(config)
     try:
         scores = pl.read_parquet(run_dir / "scores.parquet")
     except Exception as exc:  # polars raises several types for a damaged file

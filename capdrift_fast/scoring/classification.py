@@ -126,10 +126,9 @@ def random_guess_baseline(samples: pl.DataFrame, seed: int) -> pl.DataFrame:
 def random_guess_probabilities(samples: pl.DataFrame) -> pl.Series:
     """Per instance, the probability that a uniform guess from the label space is an exact match:
     ``|normalised gold outputs ∩ normalised label space| / |normalised label space|`` (Float64)."""
-    return samples.select(
-        p=normalized_set(pl.col("target")).list.set_intersection(normalized_set(pl.col("labels"))).list.len()
-        / normalized_set(pl.col("labels")).list.len()
-    )["p"]
+    sets = samples.select(gold=normalized_set(pl.col("target")), space=normalized_set(pl.col("labels")))
+    return sets.select(p=pl.col("gold").list.set_intersection(pl.col("space")).list.len()
+                       / pl.col("space").list.len())["p"]
 
 
 def random_guess_expectation(samples: pl.DataFrame) -> float:

@@ -113,7 +113,6 @@ def _join(items: pl.DataFrame, answers: pl.DataFrame, on: str, data: Path, respo
     """Left join of ``items`` (data order) with ``answers`` (``on``, ``response``, ``_line``), checking
     for missing and extra responses; returns the ``items`` rows that have a response, plus ``response``.
     Messages name a missing item by its ``ident`` column."""
-    answers = answers.with_columns(_matched=pl.lit(True))
     extra = answers.join(items.select(on), on=on, how="anti")
     if extra.height:
         example = f"line {extra['_line'][0]}: {on} {_short(extra[on][0])}"
@@ -121,18 +120,18 @@ def _join(items: pl.DataFrame, answers: pl.DataFrame, on: str, data: Path, respo
             raise DataError(f"{responses}: {extra.height} of {answers.height} responses match no {what} of {data} "
                             f"(e.g. {example}); pass --skip-extra to ignore them")
         notes.append(f"ignored {extra.height} responses that match no {what} of {data.name} (e.g. {example})")
-    joined = items.join(answers.drop("_line"), on=on, how="left", maintain_order="left")
-    missing = joined.filter(pl.col("_matched").is_null())
+    joined = items.join(answers, on=on, how="left", maintain_order="left")  # _line null: no response
+    missing = joined.filter(pl.col("_line").is_null())
     if missing.height:
         example = f"{ident} {_short(missing[ident][0])}"
         if not skip_missing:
             raise DataError(f"{responses}: no response for {missing.height} of {items.height} {what}s of {data} "
                             f"(e.g. {example}); pass --skip-missing to score only those with one")
         notes.append(f"skipped {missing.height} of {items.height} {what}s without a response (e.g. {example})")
-        joined = joined.filter(pl.col("_matched").is_not_null())
+        joined = joined.filter(pl.col("_line").is_not_null())
     if joined.height == 0:
         raise DataError(f"{responses}: no {what} of {data} has a response; nothing to score")
-    return joined.drop("_matched")
+    return joined.drop("_line")
 
 
 def _short(value: object, n: int = 60) -> str:

@@ -4,12 +4,11 @@ A random guesser answers each instance with a label drawn uniformly from the tas
 (every gold output of the task file). Its *expected* scores, computed here analytically rather than by
 drawing with a seed, are:
 
-- ``exact_match``: ``mean_i |{l in L : norm(l) in norm(gold_i)}| / |L|`` — the share of labels that
-  exact-match instance ``i`` under SuperNI's normalisation (for one gold label per instance and
-  distinct normalised labels this is ``1 / |L|``);
+- ``exact_match``: ``mean_i |norm(gold_i) ∩ norm(L)| / |norm(L)|`` — the share of the (normalised)
+  label space that exact-matches instance ``i`` under SuperNI's normalisation
+  (:func:`capdrift_fast.scoring.classification.random_guess_expectation`; for one gold label per
+  instance this is ``1 / |norm(L)|``);
 - ``format_correct``: 1, since every label lies in the label space.
-
-Kept as one small function so that a richer scoring module can take it over.
 """
 
 from __future__ import annotations
@@ -33,14 +32,6 @@ def random_guess_scores(task: Task, samples: pl.DataFrame) -> dict[str, float]:
     """
     if task.benchmark != "superni" or not {"target", "labels"} <= set(samples.columns) or samples.height == 0:
         return {}
-    from capdrift_fast.tasks.superni import normalize_answer
+    from capdrift_fast.scoring.classification import random_guess_expectation
 
-    per_item = (
-        samples.select(pl.col("target").list.eval(normalize_answer(pl.element())).alias("gold"), "labels")
-        .with_row_index("item")
-        .explode("labels")
-        .with_columns(hit=pl.col("gold").list.contains(normalize_answer(pl.col("labels"))).cast(pl.Float64))
-        .group_by("item")
-        .agg(pl.col("hit").mean())
-    )
-    return {"exact_match": float(per_item["hit"].mean()), "format_correct": 1.0}
+    return {"exact_match": random_guess_expectation(samples), "format_correct": 1.0}

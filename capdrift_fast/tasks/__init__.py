@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from capdrift_fast.config import GSM8KTaskConfig, IFEvalTaskConfig, SuperNITaskConfig, TaskConfig, task_name
+from capdrift_fast.config import GSM8KTaskConfig, IFEvalTaskConfig, RunConfig, SuperNITaskConfig, TaskConfig, task_name
 from capdrift_fast.tasks.base import MetricSpec, RowErrors, Task
 from capdrift_fast.tasks.gsm8k import GSM8KTask
 from capdrift_fast.tasks.ifeval import IFEvalTask
 from capdrift_fast.tasks.superni import SuperNITask
 
-__all__ = ["MetricSpec", "RowErrors", "Task", "build_task", "GSM8KTask", "IFEvalTask", "SuperNITask"]
+__all__ = ["MetricSpec", "RowErrors", "Task", "build_task", "build_tasks", "GSM8KTask", "IFEvalTask", "SuperNITask"]
 
 
 def build_task(cfg: TaskConfig, data_dir: str | Path, errors: RowErrors | None = None) -> Task:
@@ -29,3 +29,10 @@ def build_task(cfg: TaskConfig, data_dir: str | Path, errors: RowErrors | None =
         return SuperNITask(name, data_dir / cfg.data, cfg.limit, cfg.num_pos_examples, errors,  # type: ignore[operator]
                            definition=cfg.definition, examples=cfg.examples)
     raise TypeError(f"no task for {type(cfg).__name__}")
+
+
+def build_tasks(cfg: RunConfig) -> dict[str, Task]:
+    """Every task of ``cfg`` by name, in config order, without reading their data (what scoring tables
+    and reports need: names and metrics)."""
+    tasks = (build_task(tcfg, cfg.data_dir or ".") for tcfg in cfg.tasks)
+    return {task.name: task for task in tasks}
