@@ -37,6 +37,7 @@ from capdrift_fast.config import DriftConfig, RunConfig
 from capdrift_fast.drift import analyze, check_drift_config, mark_suspect
 from capdrift_fast.errors import EngineError, RunDirError
 from capdrift_fast.io import ShardWriter, atomic_write_text, hash_folder, read_generations
+from capdrift_fast.io.hashing import changed_files
 from capdrift_fast.io import faults
 from capdrift_fast.io.atomic import atomic_write
 from capdrift_fast.io.rundir import RunState, open_run
@@ -152,14 +153,12 @@ def file_hashes(cfg: RunConfig, report: PreflightReport) -> dict[str, Any]:
 
 
 def _check_hashes(old: dict[str, Any], new: dict[str, Any], run_dir: Path) -> None:
-    pairs = [("model", old.get("model"), new["model"])]
-    pairs += [(f"adapter {n!r}", old.get("adapters", {}).get(n), v) for n, v in new["adapters"].items()]
-    for what, before, now in pairs:
-        if before and before.get("sha256") and now.get("sha256") and before["sha256"] != now["sha256"]:
-            changed = sorted(k for k in set(before["sha256"]) | set(now["sha256"])
-                             if before["sha256"].get(k) != now["sha256"].get(k))
-            raise RunDirError(f"{run_dir}: the files of {what} changed since the run started ({', '.join(changed[:3])}); "
-                              "restore them to resume, or use a new --out folder")
+    diff = changed_files(old, new)
+    if diff is not None:
+        name, changed = diff
+        what = "model" if name is None else f"adapter {name!r}"
+        raise RunDirError(f"{run_dir}: the files of {what} changed since the run started ({', '.join(changed[:3])}); "
+                          "restore them to resume, or use a new --out folder")
 
 
 def run(

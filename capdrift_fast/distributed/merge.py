@@ -37,6 +37,7 @@ import polars as pl
 from capdrift_fast.config import RunConfig
 from capdrift_fast.errors import RunDirError
 from capdrift_fast.io.atomic import atomic_write
+from capdrift_fast.io.hashing import changed_files
 from capdrift_fast.io.rundir import CONFIG_FILE, PLAN_FILE, RUN_FILE, config_differences
 from capdrift_fast.io.shards import SHARD_GLOB, read_shard
 from capdrift_fast.parity import ParityResult
@@ -165,16 +166,12 @@ def check_shard_set(shards: list[ShardFolder]) -> None:
 
 
 def _check_files(a: ShardFolder, b: ShardFolder) -> None:
-    fa, fb = a.manifest.get("files") or {}, b.manifest.get("files") or {}
-    pairs = [("the base model", (fa.get("model") or {}).get("sha256"), (fb.get("model") or {}).get("sha256"))]
-    for name in sorted(set(fa.get("adapters") or {}) | set(fb.get("adapters") or {})):
-        pairs.append((f"adapter {name!r}", ((fa.get("adapters") or {}).get(name) or {}).get("sha256"),
-                      ((fb.get("adapters") or {}).get(name) or {}).get("sha256")))
-    for what, ha, hb in pairs:
-        if ha and hb and ha != hb:
-            changed = sorted(k for k in set(ha) | set(hb) if ha.get(k) != hb.get(k))
-            raise RunDirError(f"{b.label} ran {what} with other files than {a.label} ({', '.join(changed[:3])} differ); "
-                              "every shard must see the same model and adapter files")
+    diff = changed_files(a.manifest.get("files") or {}, b.manifest.get("files") or {})
+    if diff is not None:
+        name, changed = diff
+        what = "the base model" if name is None else f"adapter {name!r}"
+        raise RunDirError(f"{b.label} ran {what} with other files than {a.label} ({', '.join(changed[:3])} differ); "
+                          "every shard must see the same model and adapter files")
 
 
 def read_shard_generations(s: ShardFolder) -> pl.DataFrame:
