@@ -108,17 +108,23 @@ def write_json(obj: Any, path: Path) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=str))
 
 
+def coverage_gaps(planned: pl.Series, generations: pl.DataFrame) -> tuple[list[str], list[str], list[str]]:
+    """Request ids ``(missing, doubled, unplanned)``: planned ids with no generation, ids with more than
+    one, and generated ids that were not planned (``generations`` needs a ``request_id`` column)."""
+    counts = generations.group_by("request_id").len()
+    missing = planned.filter(~planned.is_in(counts.get_column("request_id"))).to_list()
+    doubled = counts.filter(pl.col("len") > 1).get_column("request_id").to_list()
+    extra = counts.filter(~pl.col("request_id").is_in(planned)).get_column("request_id").to_list()
+    return missing, doubled, extra
+
+
 def check_coverage(plan: Plan, generations: pl.DataFrame) -> None:
     """Every planned request appears exactly once among the generations.
 
     Raises:
         EngineError: requests are missing, doubled, or unplanned (counts and examples in the message).
     """
-    counts = generations.group_by("request_id").len()
-    doubled = counts.filter(pl.col("len") > 1).get_column("request_id").to_list()
-    planned = plan.requests.get_column("request_id")
-    missing = planned.filter(~planned.is_in(counts.get_column("request_id"))).to_list()
-    extra = counts.filter(~pl.col("request_id").is_in(planned)).get_column("request_id").to_list()
+    missing, doubled, extra = coverage_gaps(plan.requests.get_column("request_id"), generations)
     if doubled or missing or extra:
         raise EngineError(
             f"generations do not cover the plan exactly once: {len(missing)} missing (e.g. {missing[:3]}), "

@@ -194,13 +194,11 @@ def read_shard_generations(s: ShardFolder) -> pl.DataFrame:
                               f"{s.run.get('run_id')}; move it out of the folder")
         tables.append(pl.from_arrow(table))
     from capdrift_fast.io import read_generations
+    from capdrift_fast.runner import coverage_gaps
 
     gens = pl.concat(tables) if tables else read_generations(s.path / "generations").collect()
     planned = s.plan.get_column("request_id")
-    counts = gens.group_by("request_id").len()
-    missing = planned.filter(~planned.is_in(counts.get_column("request_id"))).to_list()
-    doubled = counts.filter(pl.col("len") > 1).get_column("request_id").to_list()
-    extra = counts.filter(~pl.col("request_id").is_in(planned)).get_column("request_id").to_list()
+    missing, doubled, extra = coverage_gaps(planned, gens)
     if missing or doubled or extra:
         raise RunDirError(
             f"{s.label}: its generations do not cover its {planned.len()} planned requests exactly once: "
