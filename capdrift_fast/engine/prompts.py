@@ -16,8 +16,13 @@ def encode_prompts(tokenizer: Any, prompts: Sequence[str], prompt_format: Litera
     """Token ids of each prompt: the tokenizer's own special tokens for ``raw``; one user turn with
     the generation prompt appended for ``chat``. Shape: ``len(prompts)`` lists of ints."""
     if prompt_format == "chat":
-        return [
-            list(tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True))
+        # Render the template to text, then tokenize it without adding special tokens (the template
+        # writes its own BOS): what transformers' ``apply_chat_template(tokenize=True)`` does inside, but
+        # independent of its return type (a dict-like ``BatchEncoding`` in transformers 5.x, whose
+        # ``list()`` is its key names).
+        texts = [
+            tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
             for p in prompts
         ]
+        return [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     return [list(ids) for ids in tokenizer(list(prompts), add_special_tokens=True)["input_ids"]]
