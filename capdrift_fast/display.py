@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import polars as pl
 
 from capdrift_fast.config import BASE_NAME
-from capdrift_fast.tasks.base import Task
+from capdrift_fast.benchmarks.base import Task
 
 
 def matrix_table(matrix: pl.DataFrame, tasks: Mapping[str, Task], labels: Mapping[str, str] | None = None):  # type: ignore[no-untyped-def]
@@ -16,7 +16,7 @@ def matrix_table(matrix: pl.DataFrame, tasks: Mapping[str, Task], labels: Mappin
     column ``score (gain vs base)``, green for a gain and red for a loss, ``*`` when the gain is
     significant (``significant`` column, Benjamini–Hochberg); a model the parity guard marked
     ``suspect`` says so in its header. Only the display pivots; ``matrix`` (long, see
-    :mod:`capdrift_fast.drift`) is unchanged."""
+    :mod:`capdrift_fast.analysis.drift`) is unchanged."""
     from rich.table import Table
 
     labels = labels or {}

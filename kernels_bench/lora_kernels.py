@@ -15,7 +15,7 @@ Implementations (all return ``y`` of shape (batch, d_out), float32):
   expand the per-sequence indices to per-token ones and call the same functions) on weights stacked
   as vLLM stores them, ``(max_loras, 1, rank, d_in)`` / ``(max_loras, 1, d_out, rank)``;
 - ``grouped``: ``x @ W.T`` then capdrift_fast's drop-in replacement for those two ops
-  (:mod:`capdrift_fast.engine.cpu_lora`, same stacked weights and signatures; tokens grouped by
+  (:mod:`capdrift_fast.engines.cpu_lora`, same stacked weights and signatures; tokens grouped by
   adapter, index -1 = no LoRA), what our pass installs on CPU (``engine.cpu_lora_ops: grouped``);
 - ``loop``: ``x @ W.T`` then, per distinct adapter in the batch, two small matmuls on its rows;
 - ``merged``: one ``W_k = W + s B_k A_k`` per adapter (precomputed; ``n_adapters`` x the base weight's
@@ -124,14 +124,14 @@ def impl_punica(case: Case, stacked: tuple[torch.Tensor, torch.Tensor] | None = 
 
 def impl_grouped(case: Case, stacked: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """capdrift_fast's grouped CPU ops (same call pattern as :func:`impl_punica`)."""
-    from capdrift_fast.engine import cpu_lora
+    from capdrift_fast.engines import cpu_lora
 
     return _shrink_expand(cpu_lora, case, stacked)
 
 
 def group_rows(idx: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
     """(adapter, row indices) for each adapter present in ``idx`` (base rows, -1, left out)."""
-    from capdrift_fast.engine.cpu_lora import rows_by_slot
+    from capdrift_fast.engines.cpu_lora import rows_by_slot
 
     return rows_by_slot(idx)
 

@@ -71,9 +71,9 @@ def worker(mode: str, n_requests: int, n_adapters: int, max_tokens: int, shape: 
     import polars as pl
 
     from capdrift_fast.config import AdapterConfig, EngineConfig, ModelConfig, SamplingConfig, default_data_dir
-    from capdrift_fast.engine.vllm_engine import VLLMEngine, _quiet_vllm_env
-    from capdrift_fast.io import ShardWriter
-    from capdrift_fast.plan import PLAN_SCHEMA
+    from capdrift_fast.engines.vllm_engine import VLLMEngine, _quiet_vllm_env
+    from capdrift_fast.rundir import ShardWriter
+    from capdrift_fast.pipeline.plan import PLAN_SCHEMA
     from kernels_bench.assets import SHAPES, build_adapters, ensure_model
     from kernels_bench.e2e import load_prompts
 

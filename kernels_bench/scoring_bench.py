@@ -225,15 +225,15 @@ def _lm_eval_metrics() -> None:
 
 def ours(bench: str):  # type: ignore[no-untyped-def]
     if bench == "ifeval":
-        from capdrift_fast.scoring.ifeval import ifeval_accuracies, score_ifeval
+        from capdrift_fast.metrics.ifeval import ifeval_accuracies, score_ifeval
 
         return lambda f: ifeval_accuracies(score_ifeval(f.select("response", "instruction_id_list", "kwargs")))
     if bench == "gsm8k":
-        from capdrift_fast.scoring.numeric import numeric_accuracies, score_numeric
+        from capdrift_fast.metrics.numeric import numeric_accuracies, score_numeric
 
         return lambda f: numeric_accuracies(score_numeric(f))
-    from capdrift_fast.scoring.classification import score_classification
-    from capdrift_fast.scoring.rouge import score_rouge_l
+    from capdrift_fast.metrics.classification import score_classification
+    from capdrift_fast.metrics.rouge import score_rouge_l
 
     def superni(f: pl.DataFrame) -> dict:
         scored = score_classification(f)
@@ -248,7 +248,7 @@ def reference(bench: str):  # type: ignore[no-untyped-def]
     if bench == "ifeval":
         import langdetect
 
-        from capdrift_fast.scoring.ifeval import configure_nltk_data
+        from capdrift_fast.metrics.ifeval import configure_nltk_data
 
         configure_nltk_data(None)  # offline punkt_tab before lm-eval's import-time nltk lookups
         utils = _lm_eval_ifeval_utils()

@@ -58,9 +58,9 @@ def run_engine(job: dict[str, Any]) -> list[dict[str, Any]]:
     import polars as pl
 
     from capdrift_fast.config import AdapterConfig, EngineConfig, ModelConfig, SamplingConfig
-    from capdrift_fast.engine.vllm_engine import VLLMEngine, _quiet_vllm_env
-    from capdrift_fast.io import ShardWriter
-    from capdrift_fast.plan import PLAN_SCHEMA
+    from capdrift_fast.engines.vllm_engine import VLLMEngine, _quiet_vllm_env
+    from capdrift_fast.rundir import ShardWriter
+    from capdrift_fast.pipeline.plan import PLAN_SCHEMA
 
     _quiet_vllm_env()
     a = job["args"]
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {"records": recs}
 
     from capdrift_fast.config import default_data_dir
-    from capdrift_fast.engine.vllm_engine import _quiet_vllm_env
+    from capdrift_fast.engines.vllm_engine import _quiet_vllm_env
     from kernels_bench.assets import SHAPES, build_adapters, ensure_model
     from kernels_bench.e2e import load_prompts
 

@@ -50,7 +50,7 @@ def demo_cfg(demo_assets: Path, data_dir: Path, tmp_path_factory: pytest.TempPat
 @pytest.fixture(scope="session")
 def engine(demo_cfg):
     """ONE real vLLM CPU engine with multi-LoRA for the whole test session."""
-    from capdrift_fast.engine.vllm_engine import VLLMEngine
+    from capdrift_fast.engines.vllm_engine import VLLMEngine
 
     return VLLMEngine(demo_cfg.model, demo_cfg.engine, demo_cfg.adapters, seed=demo_cfg.sampling.seed)
 
@@ -68,6 +68,6 @@ def demo_run(demo_cfg, engine, hf_reference, tmp_path_factory: pytest.TempPathFa
 @pytest.fixture(scope="session")
 def hf_reference(demo_cfg):
     """transformers+peft with the same model and adapters (float32, CPU)."""
-    from capdrift_fast.engine.hf_reference import HFReference
+    from capdrift_fast.engines.hf_reference import HFReference
 
     return HFReference(demo_cfg.model, demo_cfg.adapters)

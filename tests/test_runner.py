@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from capdrift_fast.config import BASE_NAME
-from capdrift_fast.drift import MATRIX_SCHEMA
+from capdrift_fast.analysis.drift import MATRIX_SCHEMA
 
 pytestmark = pytest.mark.engine
 

@@ -5,7 +5,7 @@ the score, the base model's score, ``delta = score - base_score``, a paired boot
 interval of ``delta``, a paired test of ``delta = 0`` and its Benjamini–Hochberg q-value over the
 whole matrix. Everything stays long until display. A metric with a weight column (IFEval ILA:
 ``n_instructions``) is the weighted mean ``sum(v * w) / sum(w)``; others are means. The statistics are
-in :mod:`capdrift_fast.stats`.
+in :mod:`capdrift_fast.analysis.stats`.
 
 Drift score (``drift.parquet``, ``DRIFT_SCHEMA``), per adapter, in the units of the metrics
 (README, "Drift score"): each task enters with one metric (``DriftConfig.metrics`` / the
@@ -30,8 +30,8 @@ import polars as pl
 
 from capdrift_fast.config import BASE_NAME, DEFAULT_DRIFT_METRICS, DriftConfig
 from capdrift_fast.errors import ConfigError
-from capdrift_fast.stats import benjamini_hochberg, bootstrap_replicates, mcnemar_exact, percentile_ci, sign_flip_test
-from capdrift_fast.tasks.base import Task
+from capdrift_fast.analysis.stats import benjamini_hochberg, bootstrap_replicates, mcnemar_exact, percentile_ci, sign_flip_test
+from capdrift_fast.benchmarks.base import Task
 
 MATRIX_SCHEMA = {
     "adapter": pl.Utf8, "task": pl.Utf8, "metric": pl.Utf8, "score": pl.Float64,
@@ -40,7 +40,7 @@ MATRIX_SCHEMA = {
     "q_value": pl.Float64, "significant": pl.Boolean, "on_target": pl.Boolean, "drift_metric": pl.Boolean,
 }
 """Columns of ``matrix.parquet``. ``ci_low``/``ci_high``: paired bootstrap interval of ``delta`` at
-``DriftConfig.confidence`` (expanded percentile, :func:`capdrift_fast.stats.percentile_ci`); ``test``:
+``DriftConfig.confidence`` (expanded percentile, :func:`capdrift_fast.analysis.stats.percentile_ci`); ``test``:
 ``mcnemar`` (binary metrics) or ``sign_flip`` (others), null for the base rows; ``p_value``/``q_value``: two-sided p and its BH-adjusted value over every adapter cell;
 ``significant``: ``q_value <= DriftConfig.fdr``; ``on_target``: the task is a target of the adapter's
 nominal label; ``drift_metric``: this metric stands for its task in the drift score."""
@@ -322,7 +322,7 @@ def drift_scores(
 def mark_suspect(matrix: pl.DataFrame, suspect: Mapping[str, bool | None]) -> pl.DataFrame:
     """``matrix`` with a ``suspect`` (Boolean) column joined on ``adapter``: True when the parity guard
     found vLLM disagreeing with transformers+peft for that model, False when it agreed, null when the
-    model was not checked (see :mod:`capdrift_fast.parity`)."""
+    model was not checked (see :mod:`capdrift_fast.pipeline.parity`)."""
     flags = pl.DataFrame({"adapter": list(suspect), "suspect": list(suspect.values())},
                          schema={"adapter": pl.Utf8, "suspect": pl.Boolean})
     return matrix.join(flags, on="adapter", how="left")

@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from capdrift_fast.config import GSM8KTaskConfig, IFEvalTaskConfig, RunConfig, SuperNITaskConfig, TaskConfig, task_name
-from capdrift_fast.tasks.base import MetricSpec, RowErrors, Task
-from capdrift_fast.tasks.gsm8k import GSM8KTask
-from capdrift_fast.tasks.ifeval import IFEvalTask
-from capdrift_fast.tasks.superni import SuperNITask
+from capdrift_fast.benchmarks.base import MetricSpec, RowErrors, Task
+from capdrift_fast.benchmarks.gsm8k import GSM8KTask
+from capdrift_fast.benchmarks.ifeval import IFEvalTask
+from capdrift_fast.benchmarks.superni import SuperNITask
 
 __all__ = ["MetricSpec", "RowErrors", "Task", "build_task", "build_tasks", "GSM8KTask", "IFEvalTask", "SuperNITask"]
 

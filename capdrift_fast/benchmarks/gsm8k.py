@@ -6,7 +6,7 @@ prompt ``"Question: {question}\\nAnswer:"``, stop at ``"Question:"``; two answer
 response) — compared with the gold final number after removing ``,``, ``$``, everything up to
 ``#### `` and a trailing ``.``, case-insensitively (lm-eval's ``exact_match`` with
 ``regexes_to_ignore``). An extraction that finds nothing is ``[invalid]`` and scores 0. The scorer
-lives in :mod:`capdrift_fast.scoring.numeric`.
+lives in :mod:`capdrift_fast.metrics.numeric`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 import polars as pl
 
 from capdrift_fast.errors import DataError
-from capdrift_fast.scoring.numeric import score_numeric
-from capdrift_fast.tasks.base import MetricSpec, RowErrors, no_samples_error, read_jsonl, require_fields
+from capdrift_fast.metrics.numeric import score_numeric
+from capdrift_fast.benchmarks.base import MetricSpec, RowErrors, no_samples_error, read_jsonl, require_fields
 
 DEFAULT_DATA = "gsm8k/test.jsonl"
 
@@ -72,7 +72,7 @@ class GSM8KTask:
         )
 
     def score(self, generations: pl.DataFrame) -> pl.DataFrame:
-        """Numeric match per generation (1.0/0.0), both extractions (:mod:`capdrift_fast.scoring.numeric`)."""
+        """Numeric match per generation (1.0/0.0), both extractions (:mod:`capdrift_fast.metrics.numeric`)."""
         scored = score_numeric(generations.select("request_id", "response", "target"))
         return scored.select(
             "request_id",

@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from capdrift_fast.errors import DataError, UnknownNameError
-from capdrift_fast.tasks.base import MetricSpec, RowErrors, no_samples_error, read_jsonl, require_fields
+from capdrift_fast.benchmarks.base import MetricSpec, RowErrors, no_samples_error, read_jsonl, require_fields
 
 DEFAULT_DATA = "ifeval/input_data.jsonl"
 
@@ -67,7 +67,7 @@ class IFEvalTask:
 
     def _check_row(self, lineno: int, rec: dict) -> None:
         """Raise :class:`DataError` (file:line) for a row the scorer could not score."""
-        from capdrift_fast.scoring.ifeval import INSTRUCTION_IDS, parse_instruction
+        from capdrift_fast.metrics.ifeval import INSTRUCTION_IDS, parse_instruction
 
         path = self.path
         require_fields(path, lineno, rec, {"key": int, "prompt": str, "instruction_id_list": list, "kwargs": list})
@@ -88,7 +88,7 @@ class IFEvalTask:
 
     def score(self, generations: pl.DataFrame) -> pl.DataFrame:
         """Score ``generations`` (request_id, response + the samples columns) with the IFEval checkers."""
-        from capdrift_fast.scoring.ifeval import score_ifeval
+        from capdrift_fast.metrics.ifeval import score_ifeval
 
         scored = score_ifeval(generations.select("request_id", "response", "instruction_id_list", "kwargs"))
         return scored.select(

@@ -39,7 +39,7 @@ from pathlib import Path
 import polars as pl
 
 from capdrift_fast.errors import DataError, UnknownNameError
-from capdrift_fast.tasks.base import read_jsonl, require_fields
+from capdrift_fast.benchmarks.base import read_jsonl, require_fields
 
 __all__ = ["BENCHMARKS", "ScoreFileResult", "Accuracy", "score_file"]
 
@@ -166,7 +166,7 @@ def _rate(name: str, column: pl.Series) -> Accuracy:
 # --- IFEval ---------------------------------------------------------------------------------------------
 
 def _score_ifeval(data: Path, responses: Path, skip_missing: bool, skip_extra: bool) -> ScoreFileResult:
-    from capdrift_fast.scoring.ifeval import UnknownInstructionError, ifeval_accuracies, parse_kwargs, score_ifeval
+    from capdrift_fast.metrics.ifeval import UnknownInstructionError, ifeval_accuracies, parse_kwargs, score_ifeval
 
     items = []
     for lineno, rec in read_jsonl(data):
@@ -222,7 +222,7 @@ def _score_ifeval(data: Path, responses: Path, skip_missing: bool, skip_extra: b
 # --- GSM8K ----------------------------------------------------------------------------------------------
 
 def _score_gsm8k(data: Path, responses: Path, skip_missing: bool, skip_extra: bool) -> ScoreFileResult:
-    from capdrift_fast.scoring.numeric import score_numeric
+    from capdrift_fast.metrics.numeric import score_numeric
 
     items = []
     for lineno, rec in read_jsonl(data):
@@ -273,13 +273,13 @@ def _score_gsm8k(data: Path, responses: Path, skip_missing: bool, skip_extra: bo
 # --- SuperNI --------------------------------------------------------------------------------------------
 
 def _score_superni(data: Path, responses: Path, skip_missing: bool, skip_extra: bool, seed: int) -> ScoreFileResult:
-    from capdrift_fast.scoring.classification import (
+    from capdrift_fast.metrics.classification import (
         random_guess_baseline,
         random_guess_expectation,
         score_classification,
     )
-    from capdrift_fast.scoring.rouge import score_rouge_l
-    from capdrift_fast.tasks.superni import load_task_file
+    from capdrift_fast.metrics.rouge import score_rouge_l
+    from capdrift_fast.benchmarks.superni import load_task_file
 
     task = load_task_file(data)
     labels = sorted({o for inst in task["Instances"] for o in inst["output"]})

@@ -5,7 +5,7 @@ Prompts are encoded as Tk-Instruct encodes them (``src/ni_collator.py``, definit
 "Now complete the following example -\\nInput: {instance}.\\nOutput: "``, a ``.`` added where a part
 does not already end in punctuation.
 
-Metrics (:mod:`capdrift_fast.scoring.classification`, :mod:`capdrift_fast.scoring.rouge`):
+Metrics (:mod:`capdrift_fast.metrics.classification`, :mod:`capdrift_fast.metrics.rouge`):
 
 - ``exact_match``: SuperNI's ``compute_metrics.py``: the normalised response equals any normalised
   gold output (normalisation: lower-case, remove punctuation, collapse whitespace; articles kept);
@@ -33,9 +33,9 @@ from pathlib import Path
 import polars as pl
 
 from capdrift_fast.errors import DataError
-from capdrift_fast.scoring.classification import normalize_answer, score_classification
-from capdrift_fast.scoring.rouge import score_rouge_l
-from capdrift_fast.tasks.base import MetricSpec, RowErrors, no_samples_error
+from capdrift_fast.metrics.classification import normalize_answer, score_classification
+from capdrift_fast.metrics.rouge import score_rouge_l
+from capdrift_fast.benchmarks.base import MetricSpec, RowErrors, no_samples_error
 
 DEFINITION_VARIANTS = ("original", "simplified", "empty")
 EXAMPLE_VARIANTS = ("original", "delusive", "empty")
@@ -66,7 +66,7 @@ def delusive_examples(examples: list[dict], labels: list[str]) -> list[dict]:
     """Kung & Peng (2023)'s delusive examples: the examples with a wrong input-to-output mapping.
 
     Each example's output is replaced by the label that follows its own in ``labels`` (cyclically),
-    comparing SuperNI-normalised forms (:func:`~capdrift_fast.scoring.classification.normalize_answer`);
+    comparing SuperNI-normalised forms (:func:`~capdrift_fast.metrics.classification.normalize_answer`);
     distinct spellings of one normalised label count once (the first in ``labels`` is used). An
     output outside the label space gets the first label. Deterministic.
 

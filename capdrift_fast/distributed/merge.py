@@ -36,12 +36,12 @@ import polars as pl
 
 from capdrift_fast.config import RunConfig
 from capdrift_fast.errors import RunDirError
-from capdrift_fast.io.atomic import atomic_write
-from capdrift_fast.io.hashing import changed_files
-from capdrift_fast.io.rundir import CONFIG_FILE, PLAN_FILE, RUN_FILE, config_differences
-from capdrift_fast.io.shards import SHARD_GLOB, read_shard
-from capdrift_fast.parity import ParityResult
-from capdrift_fast.plan import PLAN_SCHEMA, Plan, build_plan
+from capdrift_fast.rundir.atomic import atomic_write
+from capdrift_fast.rundir.hashing import changed_files
+from capdrift_fast.rundir.resume import CONFIG_FILE, PLAN_FILE, RUN_FILE, config_differences
+from capdrift_fast.rundir.shards import SHARD_GLOB, read_shard
+from capdrift_fast.pipeline.parity import ParityResult
+from capdrift_fast.pipeline.plan import PLAN_SCHEMA, Plan, build_plan
 
 MERGE_KEY = "merged_from"
 """``run.json`` key of a merged run folder: one entry per shard (index, folder, run id, files)."""
@@ -193,7 +193,7 @@ def read_shard_generations(s: ShardFolder) -> pl.DataFrame:
             raise RunDirError(f"{path} holds generations of run {sorted(runs)[0]}, not of {s.label}'s run "
                               f"{s.run.get('run_id')}; move it out of the folder")
         tables.append(pl.from_arrow(table))
-    from capdrift_fast.io import read_generations
+    from capdrift_fast.rundir import read_generations
     from capdrift_fast.runner import coverage_gaps
 
     gens = pl.concat(tables) if tables else read_generations(s.path / "generations").collect()

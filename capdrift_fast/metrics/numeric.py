@@ -19,7 +19,7 @@ So ``"$1,234."`` in a response matches a gold ``#### 1234``. The Rust ``regex`` 
 and Python's ``re`` agree on these patterns: ASCII classes only, and leftmost-first alternation in
 both. One difference is handled explicitly: Python's ``$`` also matches before a final ``\\n``, so
 ``\\.$`` is written ``\\.(\\n?)$`` -> ``$1`` here (the newline is kept, as ``re.sub`` keeps it).
-``tests/scoring/test_numeric_reference.py`` compares every verdict with lm-eval's own
+``tests/metrics/test_numeric_reference.py`` compares every verdict with lm-eval's own
 ``RegexFilter``/``take_first`` pipeline and ``exact_match`` function, configured from the installed
 ``gsm8k.yaml``.
 """

@@ -6,7 +6,7 @@ drawing with a seed, are:
 
 - ``exact_match``: ``mean_i |norm(gold_i) ∩ norm(L)| / |norm(L)|`` — the share of the (normalised)
   label space that exact-matches instance ``i`` under SuperNI's normalisation
-  (:func:`capdrift_fast.scoring.classification.random_guess_expectation`; for one gold label per
+  (:func:`capdrift_fast.metrics.classification.random_guess_expectation`; for one gold label per
   instance this is ``1 / |norm(L)|``);
 - ``format_correct``: 1, since every label lies in the label space.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from capdrift_fast.tasks.base import Task
+from capdrift_fast.benchmarks.base import Task
 
 
 def random_guess_scores(task: Task, samples: pl.DataFrame) -> dict[str, float]:
@@ -32,6 +32,6 @@ def random_guess_scores(task: Task, samples: pl.DataFrame) -> dict[str, float]:
     """
     if task.benchmark != "superni" or not {"target", "labels"} <= set(samples.columns) or samples.height == 0:
         return {}
-    from capdrift_fast.scoring.classification import random_guess_expectation
+    from capdrift_fast.metrics.classification import random_guess_expectation
 
     return {"exact_match": random_guess_expectation(samples), "format_correct": 1.0}

@@ -18,7 +18,7 @@ rouge-score's steps (``rouge_score/tokenize.py``, ``rouge_scorer._score_lcs``) a
 4. ``precision = lcs / len(prediction)``, ``recall = lcs / len(target)``,
    ``f = 2 * precision * recall / (precision + recall)`` (0 when either list is empty or
    ``precision + recall == 0``) -- vectorised, same float operations in the same order, so values are
-   bit-identical (``tests/scoring/test_rouge_reference.py`` compares with rouge-score itself).
+   bit-identical (``tests/metrics/test_rouge_reference.py`` compares with rouge-score itself).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import functools
 
 import polars as pl
 
-from capdrift_fast.scoring.ifeval.pycompat import py_lower
+from capdrift_fast.metrics.ifeval.pycompat import py_lower
 
 __all__ = ["rouge_tokens", "lcs_length", "rouge_l", "score_rouge_l"]
 

@@ -3,7 +3,7 @@
 After generation, a few *canary* requests per task — the first ``parity.canaries_per_task`` samples,
 for the base and every adapter — are taken from the run's own generations (so the check sees the batch
 composition the run really had; no extra vLLM request is made) and re-checked with
-:class:`~capdrift_fast.engine.hf_reference.HFReference`:
+:class:`~capdrift_fast.engines.hf_reference.HFReference`:
 
 - ``tokens`` mode (float32, e.g. vLLM on CPU): vLLM's first ``k = min(parity.max_tokens, task max_tokens)``
   greedy tokens must equal the reference's (vLLM may stop earlier at a stop string or EOS: then its
@@ -27,8 +27,8 @@ import polars as pl
 from capdrift_fast.config import RunConfig
 
 if TYPE_CHECKING:
-    from capdrift_fast.engine.hf_reference import HFReference
-    from capdrift_fast.plan import Plan
+    from capdrift_fast.engines.hf_reference import HFReference
+    from capdrift_fast.pipeline.plan import Plan
 
 
 @dataclass
@@ -121,7 +121,7 @@ def run_parity(
         generations.select("request_id", "output_token_ids", "finish_reason"), on="request_id", how="left")
     try:
         if reference is None:
-            from capdrift_fast.engine.hf_reference import HFReference
+            from capdrift_fast.engines.hf_reference import HFReference
 
             dtype = "float32" if device == "cpu" else _torch_dtype(cfg.engine.dtype, model_dtype)
             reference = HFReference(cfg.model, cfg.adapters, device=device, dtype=dtype)

@@ -13,7 +13,7 @@ import polars as pl
 
 from capdrift_fast.config import BASE_NAME, RunConfig
 from capdrift_fast.errors import DataError
-from capdrift_fast.tasks import RowErrors, Task, build_task
+from capdrift_fast.benchmarks import RowErrors, Task, build_task
 
 PLAN_SCHEMA = {
     "request_id": pl.Utf8,
@@ -32,7 +32,7 @@ class Plan:
 
     Attributes:
         tasks: name -> task, in config order.
-        samples: name -> samples frame of that task (see :mod:`capdrift_fast.tasks.base`).
+        samples: name -> samples frame of that task (see :mod:`capdrift_fast.benchmarks.base`).
         requests: one row per request, columns ``PLAN_SCHEMA``; base requests first, then per adapter.
         skipped_rows: malformed data rows left out (``data_errors: skip``), each naming file and line.
     """

@@ -1,7 +1,7 @@
 """Scoring: generations -> one row per generation with its metric values.
 
-Each task scores its own generations (see :mod:`capdrift_fast.tasks`) with the metric families here,
-each checked against its reference implementation in ``tests/scoring/``:
+Each task scores its own generations (see :mod:`capdrift_fast.benchmarks`) with the metric families here,
+each checked against its reference implementation in ``tests/metrics/``:
 
 - :mod:`.ifeval`: IFEval checkers, strict/loose, prompt/instruction level (google-research, lm-eval);
 - :mod:`.numeric`: GSM8K numeric match, lm-eval's ``strict-match`` and ``flexible-extract``;
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from capdrift_fast.tasks.base import Task
+from capdrift_fast.benchmarks.base import Task
 
 ID_COLUMNS = ("request_id", "adapter", "task", "sample_id")
 

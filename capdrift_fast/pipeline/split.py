@@ -141,7 +141,7 @@ def shard_summary(assigned: pl.DataFrame, count: int) -> list[dict[str, int]]:
 def count_prompt_tokens(model: "ModelConfig", requests: pl.DataFrame, engine: Any = None) -> pl.DataFrame:
     """Prompt tokens of each (task, sample_id) of ``requests`` as the engine will encode them.
 
-    ``engine``: a started :class:`~capdrift_fast.engine.vllm_engine.VLLMEngine` whose tokenizer is used;
+    ``engine``: a started :class:`~capdrift_fast.engines.vllm_engine.VLLMEngine` whose tokenizer is used;
     by default the model's tokenizer is loaded with transformers (no weights, no engine).
 
     Returns:
@@ -150,7 +150,7 @@ def count_prompt_tokens(model: "ModelConfig", requests: pl.DataFrame, engine: An
     Raises:
         EngineError: the tokenizer cannot be loaded (the message names the model).
     """
-    from capdrift_fast.engine.prompts import encode_prompts, resolve_prompt_format
+    from capdrift_fast.engines.prompts import encode_prompts, resolve_prompt_format
     from capdrift_fast.errors import EngineError
 
     uniq = requests.unique(subset=["task", "sample_id"], keep="first", maintain_order=True)

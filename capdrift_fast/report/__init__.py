@@ -1,7 +1,7 @@
 """The report: ``report.md``, a self-contained ``report.html``, ``heatmap.png`` and lm-eval-shaped exports.
 
 ``write_report([RUN_DIR], out)`` reads one or more run folders (:mod:`.runs`), recomputes each
-run's matrix with its statistics (:mod:`capdrift_fast.drift`), combines several runs into
+run's matrix with its statistics (:mod:`capdrift_fast.analysis.drift`), combines several runs into
 configurations x seeds (:mod:`.combine`), draws the heatmap (:mod:`.heatmap`), renders the pages
 (:mod:`.render`) and exports every model's results in lm-evaluation-harness's JSON shape
 (:mod:`.lm_eval`). With one run it also writes ``drift.parquet`` (per-adapter drift scores).
@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from capdrift_fast.errors import RunFolderError
-from capdrift_fast.io.atomic import atomic_write, atomic_write_text
+from capdrift_fast.rundir.atomic import atomic_write, atomic_write_text
 from capdrift_fast.report.combine import Combined, combine
 from capdrift_fast.report.runs import RunData, load_run
 

@@ -26,7 +26,7 @@ from typing import Any
 import polars as pl
 
 from capdrift_fast.config import BASE_NAME, GSM8KTaskConfig, task_name
-from capdrift_fast.io.atomic import atomic_write_text
+from capdrift_fast.rundir.atomic import atomic_write_text
 from capdrift_fast.report.runs import RunData
 
 LM_EVAL_NAMES = {

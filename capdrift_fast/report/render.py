@@ -1,6 +1,6 @@
 """Turning analysed runs into the report's context and rendering ``report.md`` / ``report.html``.
 
-Everything numeric was computed in :mod:`capdrift_fast.drift` / :mod:`capdrift_fast.report.combine`;
+Everything numeric was computed in :mod:`capdrift_fast.analysis.drift` / :mod:`capdrift_fast.report.combine`;
 this module only pivots for display (rows task x metric, columns models), formats numbers and fills
 the Jinja2 templates in ``templates/``. The HTML page is self-contained: CSS inline and the heatmap
 embedded as a base64 PNG.

@@ -11,10 +11,10 @@ import polars as pl
 from pydantic import ValidationError
 
 from capdrift_fast.config import RunConfig
-from capdrift_fast.drift import DriftAnalysis, analyze
+from capdrift_fast.analysis.drift import DriftAnalysis, analyze
 from capdrift_fast.errors import CapdriftError, RunFolderError
-from capdrift_fast.io.hashing import hash_folder
-from capdrift_fast.tasks import Task, build_tasks
+from capdrift_fast.rundir.hashing import hash_folder
+from capdrift_fast.benchmarks import Task, build_tasks
 
 BASELINE_SCHEMA = {"task": pl.Utf8, "metric": pl.Utf8, "score": pl.Float64}
 
@@ -84,7 +84,7 @@ def adapter_hashes(manifest: dict[str, Any], config: RunConfig) -> dict[str, dic
 def random_baselines(tasks: dict[str, Task], samples: dict[str, pl.DataFrame] | None = None) -> tuple[pl.DataFrame, list[str]]:
     """Random-guess expectations of every task that has a label space (long: task, metric, score),
     and notes for tasks whose data could not be read. ``samples`` (from a plan) avoids re-reading."""
-    from capdrift_fast.scoring.random_guess import random_guess_scores
+    from capdrift_fast.metrics.random_guess import random_guess_scores
 
     rows, notes = [], []
     for name, task in tasks.items():

@@ -32,8 +32,8 @@ from pydantic import ValidationError
 
 from capdrift_fast.config import RunConfig
 from capdrift_fast.errors import RunDirError
-from capdrift_fast.io.atomic import atomic_write, atomic_write_text
-from capdrift_fast.io.shards import SHARD_GLOB, TMP_GLOB, read_shard
+from capdrift_fast.rundir.atomic import atomic_write, atomic_write_text
+from capdrift_fast.rundir.shards import SHARD_GLOB, TMP_GLOB, read_shard
 
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.json"

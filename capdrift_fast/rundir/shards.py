@@ -20,13 +20,13 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from capdrift_fast.io import faults
-from capdrift_fast.io.atomic import atomic_write
-from capdrift_fast.io.schema import GENERATION_SCHEMA
+from capdrift_fast.rundir import faults
+from capdrift_fast.rundir.atomic import atomic_write
+from capdrift_fast.records import GENERATION_SCHEMA
 
 SHARD_GLOB = "shard-*.arrow"
 TMP_GLOB = ".shard-*.tmp"
-"""Temporary files of shards being written (see :func:`capdrift_fast.io.atomic.atomic_write`)."""
+"""Temporary files of shards being written (see :func:`capdrift_fast.rundir.atomic.atomic_write`)."""
 
 
 class ShardWriter:

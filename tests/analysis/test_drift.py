@@ -11,9 +11,9 @@ import pytest
 from scipy.stats import binomtest, false_discovery_control
 
 from capdrift_fast.config import BASE_NAME, DriftConfig, GSM8KTaskConfig, IFEvalTaskConfig
-from capdrift_fast.drift import DRIFT_SCHEMA, MATRIX_SCHEMA, analyze, drift_metric
+from capdrift_fast.analysis.drift import DRIFT_SCHEMA, MATRIX_SCHEMA, analyze, drift_metric
 from capdrift_fast.errors import ConfigError
-from capdrift_fast.tasks import build_task
+from capdrift_fast.benchmarks import build_task
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest, false_discovery_control
 
-from capdrift_fast.stats import (
+from capdrift_fast.analysis.stats import (
     benjamini_hochberg,
     bootstrap_replicates,
     mcnemar_exact,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from capdrift_fast.errors import DataError
-from capdrift_fast.tasks import GSM8KTask, IFEvalTask, RowErrors, SuperNITask
+from capdrift_fast.benchmarks import GSM8KTask, IFEvalTask, RowErrors, SuperNITask
 
 
 def first_lines(path: Path, n: int) -> list[str]:

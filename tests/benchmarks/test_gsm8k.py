@@ -7,8 +7,8 @@ import re
 import polars as pl
 import pytest
 
-from capdrift_fast.scoring.numeric import FLEXIBLE_RE, IGNORE_RES, INVALID, STRICT_RE
-from capdrift_fast.tasks.gsm8k import GSM8KTask
+from capdrift_fast.metrics.numeric import FLEXIBLE_RE, IGNORE_RES, INVALID, STRICT_RE
+from capdrift_fast.benchmarks.gsm8k import GSM8KTask
 
 
 def lm_eval_match(response: str, target: str, pattern: str, group_select: int) -> bool:

@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 
 from capdrift_fast.cli import app
 from capdrift_fast.errors import DataError, UnknownNameError
-from capdrift_fast.scoring.classification import random_guess_expectation
-from capdrift_fast.scoring.external import score_file
-from capdrift_fast.scoring.ifeval import ifeval_accuracies, score_ifeval
-from capdrift_fast.scoring.numeric import score_numeric
+from capdrift_fast.metrics.classification import random_guess_expectation
+from capdrift_fast.benchmarks.score_file import score_file
+from capdrift_fast.metrics.ifeval import ifeval_accuracies, score_ifeval
+from capdrift_fast.metrics.numeric import score_numeric
 
 IFEVAL = {
     "gpt4": ("input_data_v20231127_066e1ed.jsonl", "input_response_data_gpt4_20231107_145030.jsonl"),

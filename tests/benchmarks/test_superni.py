@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from capdrift_fast.errors import DataError
-from capdrift_fast.tasks.superni import SuperNITask
+from capdrift_fast.benchmarks.superni import SuperNITask
 
 FILES = ["task828_copa_commonsense_cause_effect", "task363_sst2_polarity_classification",
          "task199_mnli_classification", "task1612_sick_label_classification"]
@@ -126,7 +126,7 @@ def test_ablation_config_names_and_build(tmp_path, data_dir):
     import yaml
 
     from capdrift_fast.config import load_config, task_name
-    from capdrift_fast.tasks import build_task
+    from capdrift_fast.benchmarks import build_task
 
     data = "superni/task828_copa_commonsense_cause_effect.json"
     cfg_path = tmp_path / "c.yaml"

@@ -1,4 +1,4 @@
-"""capdrift_fast.engine.cpu_lora: the grouped CPU LoRA ops equal vLLM's torch ops token for token
+"""capdrift_fast.engines.cpu_lora: the grouped CPU LoRA ops equal vLLM's torch ops token for token
 (except index -1, where they apply no LoRA), and install/uninstall swap them in vLLM's CPU wrapper."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from capdrift_fast.engine import cpu_lora
+from capdrift_fast.engines import cpu_lora
 
 vllm_ops = pytest.importorskip("vllm.lora.ops.torch_ops")
 

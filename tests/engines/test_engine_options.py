@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from capdrift_fast.config import SamplingConfig
-from capdrift_fast.plan import build_plan
+from capdrift_fast.pipeline.plan import build_plan
 
 pytestmark = pytest.mark.engine
 
@@ -67,7 +67,7 @@ def test_grouped_cpu_ops_serve_base_right_even_without_isolation(engine, demo_cf
 def test_length_check_in_slices_names_the_request_and_sends_nothing(engine, demo_cfg, recorded, monkeypatch):
     """The up-front length check tokenizes in slices (host memory, kernels_bench/memory.py); a request
     in a later slice whose prompt + max_tokens exceeds max_model_len is still found, and named."""
-    import capdrift_fast.engine.vllm_engine as ve
+    import capdrift_fast.engines.vllm_engine as ve
     from capdrift_fast.errors import EngineError
 
     monkeypatch.setattr(ve, "_LENGTH_CHECK_SLICE", 1)
@@ -86,7 +86,7 @@ def test_length_check_in_slices_names_the_request_and_sends_nothing(engine, demo
 def test_freed_heap_is_handed_back_every_trim_interval(engine, demo_cfg, monkeypatch):
     """Long passes return freed heap pages to the OS every ``_TRIM_EVERY`` finished requests (host
     memory, kernels_bench/memory.py); here every 3rd of 8."""
-    import capdrift_fast.engine.vllm_engine as ve
+    import capdrift_fast.engines.vllm_engine as ve
 
     calls = []
     monkeypatch.setattr(ve, "_TRIM_EVERY", 3)
@@ -98,6 +98,6 @@ def test_freed_heap_is_handed_back_every_trim_interval(engine, demo_cfg, monkeyp
 def test_release_free_heap_runs_on_this_platform():
     import platform
 
-    from capdrift_fast.engine.vllm_engine import release_free_heap
+    from capdrift_fast.engines.vllm_engine import release_free_heap
 
     assert release_free_heap() is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")

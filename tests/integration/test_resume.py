@@ -4,7 +4,7 @@ on top, and the same command then finishes the run. The result must equal an uni
 same request ids, same greedy tokens and responses, same matrix; nothing lost, nothing doubled.
 
 Three subprocesses start an engine (each ~10-30 s); the last resume finds every generation on disk and
-starts none. The kill points use ``CAPDRIFT_FAULT`` (see ``capdrift_fast/io/faults.py``), so the
+starts none. The kill points use ``CAPDRIFT_FAULT`` (see ``capdrift_fast/rundir/faults.py``), so the
 test does not depend on timing.
 """
 
@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from capdrift_fast.config import load_config
-from capdrift_fast.io import read_generations
+from capdrift_fast.rundir import read_generations
 
 pytestmark = pytest.mark.engine
 
@@ -128,8 +128,8 @@ def test_changed_config_is_refused_on_resume(kill_cfg, tmp_path):
     from typer.testing import CliRunner
 
     from capdrift_fast.cli import app
-    from capdrift_fast.io.rundir import open_run
-    from capdrift_fast.plan import build_plan
+    from capdrift_fast.rundir.resume import open_run
+    from capdrift_fast.pipeline.plan import build_plan
 
     cfg = load_config(kill_cfg)
     open_run(tmp_path / "run", cfg, build_plan(cfg).requests)

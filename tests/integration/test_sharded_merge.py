@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from capdrift_fast.cli import app
 from capdrift_fast.distributed.merge import check_union, merge, read_shard_folder
-from capdrift_fast.distributed.shard import ShardSpec
+from capdrift_fast.pipeline.split import ShardSpec
 from capdrift_fast.errors import RunDirError
-from capdrift_fast.io import read_generations
+from capdrift_fast.rundir import read_generations
 
 pytestmark = pytest.mark.engine
 N = 3

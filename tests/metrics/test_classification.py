@@ -15,7 +15,7 @@ import string
 import polars as pl
 import pytest
 
-from capdrift_fast.scoring.classification import (
+from capdrift_fast.metrics.classification import (
     classification_accuracies,
     normalize_answer,
     random_guess_baseline,
@@ -23,7 +23,7 @@ from capdrift_fast.scoring.classification import (
     random_guess_probabilities,
     score_classification,
 )
-from capdrift_fast.tasks.superni import SuperNITask
+from capdrift_fast.benchmarks.superni import SuperNITask
 
 FILES = ["task828_copa_commonsense_cause_effect", "task363_sst2_polarity_classification",
          "task199_mnli_classification", "task1612_sick_label_classification"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from capdrift_fast.scoring.ifeval import (
+from capdrift_fast.metrics.ifeval import (
     INSTRUCTION_IDS,
     UnknownInstructionError,
     configure_nltk_data,
@@ -28,7 +28,7 @@ from capdrift_fast.scoring.ifeval import (
     score_ifeval,
     text,
 )
-from capdrift_fast.scoring.ifeval.evaluate import OUTPUT_COLUMNS, _variants
+from capdrift_fast.metrics.ifeval.evaluate import OUTPUT_COLUMNS, _variants
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "ifeval_cases.json").read_text())
 NEEDS_PUNKT = {"length_constraints:number_sentences", "change_case:capital_word_frequency"}

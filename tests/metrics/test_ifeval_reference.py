@@ -36,7 +36,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from capdrift_fast.scoring.ifeval import configure_nltk_data, ifeval_accuracies, score_ifeval
+from capdrift_fast.metrics.ifeval import configure_nltk_data, ifeval_accuracies, score_ifeval
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = Path(os.environ.get("CAPDRIFT_DATA_DIR") or (REPO_ROOT / ".." / "shared" / "data")).resolve()

@@ -29,7 +29,7 @@ import polars as pl
 import pytest
 import yaml
 
-from capdrift_fast.scoring.numeric import FLEXIBLE_RE, IGNORE_RES, STRICT_RE, score_numeric
+from capdrift_fast.metrics.numeric import FLEXIBLE_RE, IGNORE_RES, STRICT_RE, score_numeric
 
 
 def _lm_eval_dir() -> Path:

@@ -10,9 +10,9 @@ import polars as pl
 import pytest
 
 from capdrift_fast.config import GSM8KTaskConfig
-from capdrift_fast.scoring.random_guess import random_guess_scores
-from capdrift_fast.tasks import build_task
-from capdrift_fast.tasks.superni import SuperNITask
+from capdrift_fast.metrics.random_guess import random_guess_scores
+from capdrift_fast.benchmarks import build_task
+from capdrift_fast.benchmarks.superni import SuperNITask
 
 
 @pytest.mark.parametrize("name", ["task363_sst2_polarity_classification", "task199_mnli_classification",

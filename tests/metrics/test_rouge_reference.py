@@ -14,8 +14,8 @@ import random
 import polars as pl
 import pytest
 
-from capdrift_fast.scoring.rouge import lcs_length, rouge_l, score_rouge_l
-from capdrift_fast.tasks.superni import SuperNITask
+from capdrift_fast.metrics.rouge import lcs_length, rouge_l, score_rouge_l
+from capdrift_fast.benchmarks.superni import SuperNITask
 
 rouge_scorer = pytest.importorskip("rouge_score.rouge_scorer", reason="rouge-score is a test dependency")
 

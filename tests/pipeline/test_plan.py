@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from capdrift_fast.config import BASE_NAME
-from capdrift_fast.plan import PLAN_SCHEMA, build_plan
+from capdrift_fast.pipeline.plan import PLAN_SCHEMA, build_plan
 
 
 def test_plan_crosses_models_and_samples(demo_cfg):

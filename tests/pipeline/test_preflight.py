@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from broken_adapters import build_broken
-from capdrift_fast.adapters import adapters_in_dir, check_adapter, inspect_model, preflight
+from capdrift_fast.pipeline.preflight import adapters_in_dir, check_adapter, inspect_model, preflight
 from capdrift_fast.config import AdapterConfig, load_config
 from capdrift_fast.errors import PreflightError
 

@@ -8,7 +8,7 @@ import yaml
 
 from capdrift_fast.config import EngineConfig, SamplingConfig, load_config
 from capdrift_fast.errors import ConfigError
-from capdrift_fast.plan import PLAN_SCHEMA, order_requests
+from capdrift_fast.pipeline.plan import PLAN_SCHEMA, order_requests
 
 
 def plan_frame(n_adapters: int, n_samples: int) -> pl.DataFrame:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from capdrift_fast.distributed.shard import (ShardSpec, assign_shards, assignment_digest, count_prompt_tokens,
+from capdrift_fast.pipeline.split import (ShardSpec, assign_shards, assignment_digest, count_prompt_tokens,
                                              sample_groups, shard_summary)
 from capdrift_fast.errors import ConfigError
-from capdrift_fast.plan import build_plan
+from capdrift_fast.pipeline.plan import build_plan
 
 
 @pytest.mark.parametrize("text,expected", [("0/4", (0, 4)), ("3/4", (3, 4)), (" 0 / 1 ", (0, 1))])

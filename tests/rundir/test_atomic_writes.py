@@ -1,4 +1,4 @@
-"""Every output file is written atomically: the package writes files only through capdrift_fast.io.atomic
+"""Every output file is written atomically: the package writes files only through capdrift_fast.rundir.atomic
 (temporary file in the same folder, fsync, rename), so a crash never leaves a partial file under a final name."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from capdrift_fast.io.atomic import atomic_write_text
+from capdrift_fast.rundir.atomic import atomic_write_text
 
 PKG = Path(__file__).resolve().parents[1] / "capdrift_fast"
 # direct writes: Path.write_text/bytes, open(..., "w"/"a"/"x"), polars/pyarrow writers on a final path
@@ -40,7 +40,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
     class Boom(Exception):
         pass
 
-    from capdrift_fast.io.atomic import atomic_write
+    from capdrift_fast.rundir.atomic import atomic_write
 
     def half(tmp: Path) -> None:
         tmp.write_text("partial")

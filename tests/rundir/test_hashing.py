@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from capdrift_fast.io.hashing import changed_files, hash_folder
+from capdrift_fast.rundir.hashing import changed_files, hash_folder
 
 
 def test_hash_folder_hashes_every_file_by_relative_path(tmp_path):

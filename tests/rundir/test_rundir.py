@@ -1,5 +1,5 @@
 """The run folder across crashes, without an engine: run id kept, config checked, shards recovered.
-(The kill tests on the real engine are in tests/engine/test_resume.py.)"""
+(The kill tests on the real engine are in tests/integration/test_resume.py.)"""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import yaml
 
 from capdrift_fast.config import EngineConfig, load_config
 from capdrift_fast.errors import RunDirError
-from capdrift_fast.io import ShardWriter, read_generations
-from capdrift_fast.io.rundir import open_run
-from capdrift_fast.plan import PLAN_SCHEMA
+from capdrift_fast.rundir import ShardWriter, read_generations
+from capdrift_fast.rundir.resume import open_run
+from capdrift_fast.pipeline.plan import PLAN_SCHEMA
 
 N = 12
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow.ipc as ipc
 
-from capdrift_fast.io import GENERATION_SCHEMA, ShardWriter, read_generations
+from capdrift_fast.rundir import GENERATION_SCHEMA, ShardWriter, read_generations
 
 
 def record(i: int) -> dict:

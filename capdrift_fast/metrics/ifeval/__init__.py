@@ -3,7 +3,7 @@ arXiv:2311.07911): the 25 verifiable-instruction checkers, strict and loose, pro
 
 Behaviour follows the reference implementation, google-research ``instruction_following_eval/``
 (``instructions.py``, ``instructions_util.py``, ``instructions_registry.py``, ``evaluation_lib.py``), also
-shipped by lm-evaluation-harness as ``lm_eval/tasks/ifeval/``; ``tests/scoring/test_ifeval_reference.py``
+shipped by lm-evaluation-harness as ``lm_eval/tasks/ifeval/``; ``tests/metrics/test_ifeval_reference.py``
 checks per-instruction agreement with lm-eval on the released GPT-4 and text-bison responses.
 
 Deliberate, documented differences (all make the result deterministic):
