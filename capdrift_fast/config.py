@@ -9,11 +9,21 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from capdrift_fast import registry
 from capdrift_fast.errors import ConfigError, UnknownNameError
 
 ADAPTER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -74,7 +84,12 @@ def check_safe_name(value: str, kind: str) -> str:
     return value
 
 
-class _TaskBase(_Strict):
+class TaskConfigBase(_Strict):
+    """Fields every task entry has; each benchmark subclasses it with ``benchmark: Literal["<name>"]`` and its
+    own fields (:mod:`capdrift_fast.benchmarks`), and the run config validates an entry with the model of
+    the benchmark it names (looked up in :data:`capdrift_fast.registry.benchmarks`)."""
+
+    benchmark: str
     name: str | None = Field(default=None, description="Name in the matrix; defaults per benchmark.")
     data: str | None = Field(default=None, description="Data file; relative to data_dir. Default per benchmark.")
     limit: int | None = Field(default=None, ge=1, description="Use only the first N samples.")
@@ -85,48 +100,33 @@ class _TaskBase(_Strict):
     def _name_is_safe(cls, v: str | None) -> str | None:
         return None if v is None else check_safe_name(v, "task")
 
+    def default_name(self) -> str:
+        """The task's name when ``name`` is not set (the benchmark's name; benchmarks may refine it)."""
+        return self.benchmark
 
-class IFEvalTaskConfig(_TaskBase):
-    """IFEval (Zhou et al. 2023): verifiable instructions, scored strict and loose (ILA/PLA)."""
-
-    benchmark: Literal["ifeval"]
-
-
-class GSM8KTaskConfig(_TaskBase):
-    """GSM8K test (Cobbe et al. 2021): numeric match of the final answer, with ``num_fewshot``
-    solved train-style examples taken from the head of the data file (and then not evaluated)."""
-
-    benchmark: Literal["gsm8k"]
-    num_fewshot: int = Field(default=0, ge=0, le=8)
+    def task_name(self) -> str:
+        """The task's name in tables: ``name`` if set, else :meth:`default_name`."""
+        return self.name or self.default_name()
 
 
-class SuperNITaskConfig(_TaskBase):
-    """One Super-NaturalInstructions task file (Wang et al. 2022), encoded as Tk-Instruct does:
-    definition, ``num_pos_examples`` positive examples, then the instance.
+def task_config_model(benchmark: object) -> type[TaskConfigBase]:
+    """The config model of the registered benchmark ``benchmark``.
 
-    ``definition`` / ``examples`` select the test-time ablations of Kung & Peng 2023 ("Do Models
-    Really Learn to Follow Instructions?", ACL 2023, arXiv:2305.11383): the task definition
-    ``original``, ``simplified`` (only the output space: "Answer with one of: ...") or ``empty``; the
-    positive examples ``original``, ``delusive`` (wrong input-to-output mapping) or ``empty``. A
-    non-default variant is part of the default task name (see :func:`task_name`).
+    Raises:
+        UnknownNameError: no benchmark of that name (suggests the closest).
     """
-
-    benchmark: Literal["superni"]
-    num_pos_examples: int = Field(default=2, ge=0, le=8)
-    definition: Literal["original", "simplified", "empty"] = "original"
-    examples: Literal["original", "delusive", "empty"] = "original"
-
-    @model_validator(mode="after")
-    def _data_required(self) -> "SuperNITaskConfig":
-        if self.data is None:
-            raise ValueError("superni tasks need `data`: a task file such as superni/task828_....json")
-        return self
+    return registry.benchmarks.get(str(benchmark)).config_model
 
 
-TaskConfig = Annotated[
-    Union[IFEvalTaskConfig, GSM8KTaskConfig, SuperNITaskConfig], Field(discriminator="benchmark")
-]
-BENCHMARKS = ("ifeval", "gsm8k", "superni")
+def _task_entry(value: object) -> object:
+    """A task entry (mapping) validated by its benchmark's config model (already-built models pass)."""
+    if isinstance(value, TaskConfigBase) or not isinstance(value, dict):
+        return value
+    return task_config_model(value.get("benchmark")).model_validate(value)
+
+
+TaskConfig = Annotated[SerializeAsAny[TaskConfigBase], BeforeValidator(_task_entry)]
+"""A task entry: validated by the model of the benchmark it names (``benchmark:``)."""
 
 
 class EngineConfig(_Strict):
@@ -211,19 +211,15 @@ class SamplingConfig(_Strict):
     ignore_eos: bool = False
 
 
-DEFAULT_TARGETS: dict[str, tuple[str, ...]] = {
-    "instruction": ("ifeval",),
-    "numeric": ("gsm8k",),
-    "classification": ("superni",),
-}
-"""Nominal label -> on-target task patterns (matched against a task's name or its benchmark)."""
-
-DEFAULT_DRIFT_METRICS: dict[str, str] = {
-    "ifeval": "ila_strict",
-    "gsm8k": "numeric_match_flexible",
-    "superni": "exact_match",
-}
-"""Benchmark -> the metric that stands for the task in the drift score (see README, "Drift score")."""
+def default_targets() -> dict[str, tuple[str, ...]]:
+    """Nominal label -> on-target task patterns, from the registered benchmarks: each benchmark that
+    declares a ``target_label`` is an on-target pattern of that label (built-ins: ``instruction`` ->
+    IFEval, ``numeric`` -> GSM8K, ``classification`` -> SuperNI)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name, bench in registry.benchmarks.items():
+        if getattr(bench, "target_label", None):
+            out[bench.target_label] = (*out.get(bench.target_label, ()), name)
+    return out
 
 
 class DriftConfig(_Strict):
@@ -231,15 +227,15 @@ class DriftConfig(_Strict):
 
     ``targets``: nominal adapter label -> glob patterns of its on-target tasks, matched against each
     task's name and its benchmark (``superni`` matches every SuperNI task; ``superni_task363`` one).
-    Entries replace the default of the same label; the other defaults stay
-    (``instruction: [ifeval]``, ``numeric: [gsm8k]``, ``classification: [superni]``).
+    Entries replace the default of the same label; the other defaults stay (:func:`default_targets`:
+    each benchmark's declared ``target_label``).
     ``metrics``: task pattern -> the metric used for that task in the drift score, overriding the
-    per-benchmark default (IFEval ``ila_strict``, GSM8K ``numeric_match_flexible``, SuperNI ``exact_match``).
+    task's default (its metric marked ``drift``, else its first primary metric).
     ``confidence``: level of the paired bootstrap intervals; ``fdr``: Benjamini–Hochberg level of the
     whole matrix; ``n_boot`` bootstrap replicates, ``n_perm`` sign-flip permutations; ``seed`` for both.
     """
 
-    targets: dict[str, tuple[str, ...]] = Field(default_factory=lambda: dict(DEFAULT_TARGETS))
+    targets: dict[str, tuple[str, ...]] = Field(default_factory=default_targets)
     metrics: dict[str, str] = Field(default_factory=dict)
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
     fdr: float = Field(default=0.05, gt=0, lt=1)
@@ -253,7 +249,9 @@ class DriftConfig(_Strict):
         for label, patterns in v.items():
             if not patterns:
                 raise ValueError(f"label {label!r} needs at least one task pattern (e.g. [gsm8k])")
-        return {**DEFAULT_TARGETS, **v}
+        return {**default_targets(), **v}
+
+
 class ParityConfig(_Strict):
     """The parity guard: canary requests re-checked with transformers+peft after generation.
 
@@ -306,7 +304,7 @@ class RunConfig(_Strict):
     tasks: list[TaskConfig] = Field(min_length=1)
     engine: EngineConfig = EngineConfig()
     sampling: SamplingConfig = SamplingConfig()
-    drift: DriftConfig = DriftConfig()
+    drift: DriftConfig = Field(default_factory=DriftConfig)
     on_bad_adapter: Literal["fail", "skip"] = "fail"
     data_errors: Literal["fail", "skip"] = "fail"
     parity: ParityConfig = ParityConfig()
@@ -334,25 +332,9 @@ class RunConfig(_Strict):
         return task.max_tokens or self.sampling.max_tokens
 
 
-def task_name(task: TaskConfig) -> str:
-    """The task's name in tables: ``name`` if set, else the benchmark, or ``superni_<task id>``.
-
-    A SuperNI ablation adds its non-default parts, ``.def-<definition>`` then ``.ex-<examples>``:
-    ``superni_task828.def-simplified.ex-delusive``, ``superni_task828.ex-empty`` (letters, digits,
-    ``_.-`` only, so the name is safe in file names and request ids).
-    """
-    if task.name:
-        return task.name
-    if isinstance(task, SuperNITaskConfig) and task.data:
-        stem = Path(task.data).stem
-        m = re.match(r"(task\d+)", stem)
-        name = f"superni_{m.group(1) if m else stem}"
-        if task.definition != "original":
-            name += f".def-{task.definition}"
-        if task.examples != "original":
-            name += f".ex-{task.examples}"
-        return name
-    return task.benchmark
+def task_name(task: TaskConfigBase) -> str:
+    """The task's name in tables: ``name`` if set, else its benchmark's default (:meth:`TaskConfigBase.task_name`)."""
+    return task.task_name()
 
 
 def default_data_dir() -> Path:
@@ -378,40 +360,133 @@ def resolve_path(value: str, base: Path) -> str:
     return value
 
 
-def load_config(path: str | os.PathLike[str]) -> RunConfig:
-    """Read and validate a YAML run config; resolve its relative paths against the file's folder.
+TASK_FILE_SUFFIXES = (".yaml", ".yml")
 
-    Raises:
-        ConfigError: the file is missing or not YAML, or a field is invalid; the message names the
-            file and each bad field with what is expected.
-    """
-    path = Path(path)
+
+def _read_yaml(path: Path, what: str) -> Any:
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+        raise ConfigError(f"{path}: {what} not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+
+
+def find_task_file(ref: str, task_paths: list[Path], base: Path) -> Path:
+    """The task YAML that ``ref`` names: a path (relative to ``base``) or a task name, looked up as
+    ``<name>.yaml``/``.yml`` in each folder of ``task_paths`` (in order, recursively).
+
+    Raises:
+        ConfigError: no such file; the message lists the task names found in ``task_paths``.
+    """
+    cand = Path(ref).expanduser()
+    cand = cand if cand.is_absolute() else base / cand
+    if cand.suffix in TASK_FILE_SUFFIXES and cand.is_file():
+        return cand.resolve()
+    known: dict[str, Path] = {}
+    for folder in task_paths:
+        for f in sorted(folder.rglob("*")):
+            if f.suffix in TASK_FILE_SUFFIXES:
+                known.setdefault(f.stem, f)
+    if ref in known:
+        return known[ref].resolve()
+    raise ConfigError(str(UnknownNameError("task file", ref, known)) + f" (searched task_paths: "
+                      f"{', '.join(map(str, task_paths)) or 'none'}; add the folder with task_paths: or --include-path)")
+
+
+def expand_task(entry: Any, task_paths: list[Path], base: Path, seen: tuple[Path, ...] = ()) -> Any:
+    """A task entry with its ``include:`` chain resolved: the included task YAML (a path or a task name
+    in ``task_paths``), itself expanded, then the entry's own fields on top (lm-eval's ``include``).
+    A bare string entry is ``{include: <string>}``. Relative ``data`` / ``fewshot.data`` of an included
+    file resolve against that file's folder when the file exists there.
+
+    Raises:
+        ConfigError: a missing or invalid task file, or an include cycle.
+    """
+    if isinstance(entry, str):
+        entry = {"include": entry}
+    if not isinstance(entry, dict) or "include" not in entry:
+        return entry
+    path = find_task_file(str(entry["include"]), task_paths, base)
+    if path in seen:
+        raise ConfigError(f"{path}: include cycle ({' -> '.join(map(str, (*seen, path)))})")
+    raw = _read_yaml(path, "task file")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a task file is a mapping (benchmark:, name:, data:, prompt:, ...)")
+    raw = _anchor_data(expand_task(raw, task_paths, path.parent, (*seen, path)), path.parent)
+    own = {k: v for k, v in entry.items() if k != "include"}
+    return {**raw, **own}
+
+
+def _anchor_data(task: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``task`` with relative data paths that exist beside its file made absolute."""
+    out = dict(task)
+    if isinstance(out.get("data"), str) and (folder / out["data"]).exists():
+        out["data"] = str((folder / out["data"]).resolve())
+    shots = out.get("fewshot")
+    if isinstance(shots, dict) and isinstance(shots.get("data"), str) and (folder / shots["data"]).exists():
+        out["fewshot"] = {**shots, "data": str((folder / shots["data"]).resolve())}
+    return out
+
+
+def load_config(path: str | os.PathLike[str], include_paths: list[str | os.PathLike[str]] | None = None) -> RunConfig:
+    """Read and validate a YAML run config; resolve its relative paths against the file's folder.
+
+    ``task_paths:`` in the file (folders, relative to the file) and ``include_paths`` (the CLI's
+    ``--include-path``) are searched for task YAMLs named by a task entry (``- my_task`` or
+    ``- {include: my_task, limit: 20}``); the resolved config holds the expanded tasks.
+
+    Raises:
+        ConfigError: the file is missing or not YAML, a task file is missing, a benchmark or metric name is
+            unknown ("Did you mean ...?"), or a field is invalid; the message names the file and each bad
+            field with what is expected.
+    """
+    path = Path(path)
+    raw = _read_yaml(path, "config file")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level (model:, adapters:, tasks:, ...)")
+    base = path.parent.resolve()
+    paths = raw.pop("task_paths", None) or []
+    if not isinstance(paths, list):
+        raise ConfigError(f"{path}: invalid config\n  field task_paths: a list of folders of task YAMLs")
+    task_paths = [(base / str(p)).expanduser().resolve() for p in paths]
+    task_paths += [Path(p).expanduser().resolve() for p in include_paths or []]
+    for folder in task_paths:
+        if not folder.is_dir():
+            raise ConfigError(f"{path}: task_paths folder {folder} not found")
+    if isinstance(raw.get("tasks"), list):
+        raw["tasks"] = [expand_task(t, task_paths, base) for t in raw["tasks"]]
+    lines = []
     for i, task in enumerate(raw.get("tasks") or []):
-        if isinstance(task, dict) and task.get("benchmark") not in BENCHMARKS:
-            err = UnknownNameError("benchmark", str(task.get("benchmark")), BENCHMARKS)
-            raise ConfigError(f"{path}: invalid config\n  field tasks.{i}.benchmark: {err}")
+        if not isinstance(task, dict):
+            continue
+        try:
+            task_config_model(task.get("benchmark")).model_validate(task)
+        except UnknownNameError as err:
+            lines.append(f"  field tasks.{i}.benchmark: {err}")
+        except ValidationError as exc:
+            lines += [f"  field tasks.{i}.{_loc(e)}: {_msg(e)}" for e in exc.errors()]
+    if lines:
+        raise ConfigError(f"{path}: invalid config ({len(lines)} problem(s))\n" + "\n".join(lines))
     try:
         cfg = RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(path, exc)) from None
-    return _resolve(cfg, path.parent.resolve())
+    return _resolve(cfg, base)
+
+
+def _loc(err: Any) -> str:
+    return ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-")) or "(top level)"
+
+
+def _msg(err: Any) -> str:
+    return str(err["msg"]).removeprefix("Value error, ")
 
 
 def format_validation_error(path: Path, exc: ValidationError) -> str:
     """One line per invalid field: ``FILE: field a.b.c: message``."""
     lines = [f"{path}: invalid config ({exc.error_count()} problem(s))"]
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if p not in BENCHMARKS) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"  field {loc}: {msg}")
+    lines += [f"  field {_loc(err)}: {_msg(err)}" for err in exc.errors()]
     return "\n".join(lines)
 
 

@@ -48,15 +48,11 @@ class PreflightError(AdapterError):
         )
 
 
-class RunDirError(CapdriftError):
-    """The run folder cannot be resumed as asked (another config, foreign or doubled shards)."""
-
-
 class EngineError(CapdriftError):
     """The inference engine could not start or refused the requests."""
 
 
-class UnknownNameError(CapdriftError, KeyError):
+class UnknownNameError(ConfigError, KeyError):
     """A name (task, metric, ...) is not registered; the message suggests the closest known names."""
 
     def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
@@ -70,5 +66,13 @@ class UnknownNameError(CapdriftError, KeyError):
 
 
 class RunFolderError(CapdriftError):
-    """A run folder given to ``capdrift report`` is missing files or cannot be combined; the message
-    names the folder and file."""
+    """A run folder cannot be read, resumed, merged or reported as asked (another config, foreign or
+    doubled shards, missing or unreadable files); the message names the folder and file."""
+
+
+RunDirError = RunFolderError
+"""The former name of :class:`RunFolderError` (0.1.0 had two classes for one concept)."""
+
+
+class PluginError(CapdriftError):
+    """A benchmark or metric plugin could not be registered or loaded (names the entry point)."""

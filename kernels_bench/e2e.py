@@ -363,7 +363,7 @@ def load_prompts(data_dir: Path, n: int) -> list[str]:
     Raises:
         DataError: the data file is missing or malformed (the message names it).
     """
-    from capdrift_fast.benchmarks import GSM8KTask
+    from capdrift_fast.benchmarks.gsm8k import GSM8KTask
 
     return GSM8KTask("gsm8k", data_dir / "gsm8k" / "test.jsonl", limit=n).samples().get_column("prompt").to_list()
 

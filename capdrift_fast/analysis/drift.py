@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from capdrift_fast.config import BASE_NAME, DEFAULT_DRIFT_METRICS, DriftConfig
+from capdrift_fast.config import BASE_NAME, DriftConfig
 from capdrift_fast.errors import ConfigError
 from capdrift_fast.analysis.stats import benjamini_hochberg, bootstrap_replicates, mcnemar_exact, percentile_ci, sign_flip_test
 from capdrift_fast.benchmarks.base import Task
@@ -102,8 +102,8 @@ def task_matches(task: Task, patterns: tuple[str, ...] | list[str]) -> bool:
 
 def drift_metric(task: Task, drift: DriftConfig) -> str:
     """The metric that stands for ``task`` in the drift score: the first ``drift.metrics`` pattern
-    matching the task, else the benchmark default (``DEFAULT_DRIFT_METRICS``), else its first primary
-    (or first) metric.
+    matching the task, else the task's metric marked ``drift`` (:class:`MetricSpec`), else its first
+    primary (or first) metric.
 
     Raises:
         ConfigError: the configured metric is not one of the task's metrics (names field and choices).
@@ -117,9 +117,9 @@ def drift_metric(task: Task, drift: DriftConfig) -> str:
                     f"choose one of {', '.join(names)}"
                 )
             return metric
-    default = DEFAULT_DRIFT_METRICS.get(task.benchmark)
-    if default in names:
-        return default  # type: ignore[return-value]
+    marked = [m.name for m in task.metrics if m.drift]
+    if marked:
+        return marked[0]
     primary = [m.name for m in task.metrics if m.primary]
     return (primary or names)[0]
 

@@ -1,34 +1,31 @@
-"""Benchmarks: each module loads one benchmark's data into prompts and references and scores generations.
+"""Benchmarks: one plugin per benchmark (its config model, loader, prompts, metrics, label space,
+lm-eval name and version, score-file reader), looked up by name in :data:`capdrift_fast.registry.benchmarks`.
 
-``build_task`` turns a task entry of the run config into a :class:`Task`.
+``build_task`` turns a task entry of the run config into a :class:`Task`; nothing here knows a
+benchmark by name.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from capdrift_fast.config import GSM8KTaskConfig, IFEvalTaskConfig, RunConfig, SuperNITaskConfig, TaskConfig, task_name
-from capdrift_fast.benchmarks.base import MetricSpec, RowErrors, Task
-from capdrift_fast.benchmarks.gsm8k import GSM8KTask
-from capdrift_fast.benchmarks.ifeval import IFEvalTask
-from capdrift_fast.benchmarks.superni import SuperNITask
+from capdrift_fast import registry
+from capdrift_fast.benchmarks.base import Benchmark, MetricSpec, RowErrors, Task
+from capdrift_fast.config import RunConfig, TaskConfigBase
 
-__all__ = ["MetricSpec", "RowErrors", "Task", "build_task", "build_tasks", "GSM8KTask", "IFEvalTask", "SuperNITask"]
+__all__ = ["Benchmark", "MetricSpec", "RowErrors", "Task", "build_task", "build_tasks"]
 
 
-def build_task(cfg: TaskConfig, data_dir: str | Path, errors: RowErrors | None = None) -> Task:
-    """The task for one config entry; ``cfg.data`` is resolved against ``data_dir`` unless absolute.
-    ``errors`` decides what happens to malformed rows (default: raise :class:`DataError`)."""
-    data_dir = Path(data_dir)
-    name = task_name(cfg)
-    if isinstance(cfg, IFEvalTaskConfig):
-        return IFEvalTask(name, data_dir / (cfg.data or "ifeval/input_data.jsonl"), cfg.limit, errors)
-    if isinstance(cfg, GSM8KTaskConfig):
-        return GSM8KTask(name, data_dir / (cfg.data or "gsm8k/test.jsonl"), cfg.limit, cfg.num_fewshot, errors)
-    if isinstance(cfg, SuperNITaskConfig):
-        return SuperNITask(name, data_dir / cfg.data, cfg.limit, cfg.num_pos_examples, errors,  # type: ignore[operator]
-                           definition=cfg.definition, examples=cfg.examples)
-    raise TypeError(f"no task for {type(cfg).__name__}")
+def build_task(cfg: TaskConfigBase, data_dir: str | Path, errors: RowErrors | None = None) -> Task:
+    """The task for one config entry, built by the benchmark it names; ``cfg.data`` is resolved against
+    ``data_dir`` unless absolute. ``errors`` decides what happens to malformed rows (default: raise
+    :class:`~capdrift_fast.errors.DataError`).
+
+    Raises:
+        UnknownNameError: the entry names no registered benchmark.
+    """
+    bench = registry.benchmarks.get(cfg.benchmark)
+    return bench.build(cfg, Path(data_dir), errors or RowErrors())
 
 
 def build_tasks(cfg: RunConfig) -> dict[str, Task]:

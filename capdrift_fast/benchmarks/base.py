@@ -35,6 +35,10 @@ class MetricSpec:
             ``sum(value * weight) / sum(weight)`` (IFEval ILA is a micro-average over instructions).
         primary: shown in the CLI's summary table.
         binary: values are 0/1 (affects the paired test chosen in the drift statistics).
+        drift: this metric stands for its task in the drift score unless ``drift.metrics`` says
+            otherwise (default when no metric of a task has it: its first primary metric).
+        lm_eval: lm-evaluation-harness's ``"metric,filter"`` key for the same quantity, where lm-eval
+            has one (the export then uses it; else ``"<name>,none"``).
     """
 
     name: str
@@ -42,17 +46,26 @@ class MetricSpec:
     weight: str | None = None
     primary: bool = False
     binary: bool = True
+    drift: bool = False
+    lm_eval: str | None = None
 
 
 @runtime_checkable
 class Task(Protocol):
-    """A benchmark bound to one data file (see the module docstring for the frame shapes)."""
+    """A benchmark bound to one data file (see the module docstring for the frame shapes).
+
+    ``num_fewshot``: in-context examples in each prompt (for the lm-eval export's ``n-shot``).
+    ``has_label_space``: the samples carry a label space (``labels``), so format correctness and a
+    random-guess baseline (:meth:`random_baseline`) are defined.
+    """
 
     name: str
     benchmark: str
     version: str
     metrics: tuple[MetricSpec, ...]
     stop: tuple[str, ...]
+    num_fewshot: int
+    has_label_space: bool
 
     def samples(self) -> pl.DataFrame:
         """The samples frame (``sample_id``, ``prompt``, reference columns)."""
@@ -61,6 +74,59 @@ class Task(Protocol):
     def score(self, generations: pl.DataFrame) -> pl.DataFrame:
         """Metric columns for each generation (``request_id`` + metrics)."""
         ...
+
+    def random_baseline(self, samples: pl.DataFrame) -> dict[str, float]:
+        """Expected metric values of guessing uniformly from the task's label space (``{}`` without one)."""
+        ...
+
+
+class Benchmark:
+    """A benchmark plugin: what the rest of capdrift_fast needs to know about one benchmark.
+
+    Subclasses set the class attributes and implement :meth:`build`; register them with
+    ``@register_benchmark("name")`` (:mod:`capdrift_fast.registry`) or through the entry-point group
+    ``capdrift_fast.benchmarks``.
+
+    Attributes:
+        name: the registered name (``benchmark:`` in a task entry).
+        config_model: the pydantic model of its task entries (a :class:`~capdrift_fast.config.TaskConfigBase`
+            subclass with ``benchmark: Literal["<name>"]``).
+        target_label: the nominal adapter label whose on-target tasks it is by default (``drift.targets``),
+            or None.
+        lm_eval_task: lm-evaluation-harness's task name for the same benchmark, or None.
+        version: the benchmark's version (prompts + scoring), in the report and the lm-eval export.
+    """
+
+    name: str = ""
+    config_model: Any = None
+    target_label: str | None = None
+    lm_eval_task: str | None = None
+    version: str = "1.0"
+
+    @classmethod
+    def build(cls, cfg: Any, data_dir: Path, errors: "RowErrors") -> Task:
+        """The task of one validated task entry; ``cfg.data`` resolves against ``data_dir`` unless absolute."""
+        raise NotImplementedError
+
+    @classmethod
+    def score_file(cls, data: Path, responses: Path, *, skip_missing: bool = False, skip_extra: bool = False,
+                   seed: int = 0) -> Any:
+        """``capdrift score-file`` for this benchmark (see :mod:`capdrift_fast.benchmarks.score_file`).
+
+        Raises:
+            DataError: this benchmark has no reader for response files.
+        """
+        raise DataError(f"benchmark {cls.name!r} has no score-file reader; score its responses in a run instead")
+
+
+class NoLabelSpace:
+    """Mixin for tasks without a label space: no random-guess baseline."""
+
+    has_label_space = False
+
+    def random_baseline(self, samples: pl.DataFrame) -> dict[str, float]:
+        """``{}``: the task has no label space to guess from."""
+        return {}
 
 
 class RowErrors:

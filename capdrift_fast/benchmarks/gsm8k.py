@@ -12,25 +12,54 @@ lives in :mod:`capdrift_fast.metrics.numeric`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
+from pydantic import Field
 
+from capdrift_fast.benchmarks.base import (
+    Benchmark,
+    MetricSpec,
+    NoLabelSpace,
+    RowErrors,
+    no_samples_error,
+    read_jsonl,
+    require_fields,
+)
+from capdrift_fast.benchmarks.score_file import (
+    ScoreFileResult,
+    join_responses,
+    rate,
+    response_field,
+    unique_responses,
+)
+from capdrift_fast.config import TaskConfigBase
 from capdrift_fast.errors import DataError
 from capdrift_fast.metrics.numeric import score_numeric
-from capdrift_fast.benchmarks.base import MetricSpec, RowErrors, no_samples_error, read_jsonl, require_fields
+from capdrift_fast.registry import register_benchmark
 
 DEFAULT_DATA = "gsm8k/test.jsonl"
 
 
-class GSM8KTask:
+class GSM8KTaskConfig(TaskConfigBase):
+    """GSM8K test (Cobbe et al. 2021): numeric match of the final answer, with ``num_fewshot``
+    solved train-style examples taken from the head of the data file (and then not evaluated)."""
+
+    benchmark: Literal["gsm8k"]
+    num_fewshot: int = Field(default=0, ge=0, le=8)
+
+
+class GSM8KTask(NoLabelSpace):
     """GSM8K bound to a ``test.jsonl`` (question, answer); ``num_fewshot`` examples come from its head."""
 
     benchmark = "gsm8k"
     version = "1.0"
     stop: tuple[str, ...] = ("Question:",)
     metrics = (
-        MetricSpec("numeric_match_strict", "GSM8K numeric match, lm-eval strict-match (#### N)", primary=True),
-        MetricSpec("numeric_match_flexible", "GSM8K numeric match, lm-eval flexible-extract (last number)", primary=True),
+        MetricSpec("numeric_match_strict", "GSM8K numeric match, lm-eval strict-match (#### N)", primary=True,
+                   lm_eval="exact_match,strict-match"),
+        MetricSpec("numeric_match_flexible", "GSM8K numeric match, lm-eval flexible-extract (last number)", primary=True,
+                   drift=True, lm_eval="exact_match,flexible-extract"),
     )
 
     def __init__(self, name: str, path: Path, limit: int | None = None, num_fewshot: int = 0,
@@ -79,3 +108,79 @@ class GSM8KTask:
             pl.col("numeric_match_strict").cast(pl.Float64),
             pl.col("numeric_match_flexible").cast(pl.Float64),
         )
+
+
+@register_benchmark("gsm8k")
+class GSM8K(Benchmark):
+    """The GSM8K plugin: default data ``gsm8k/test.jsonl``; on target for ``numeric`` adapters."""
+
+    name = "gsm8k"
+    config_model = GSM8KTaskConfig
+    target_label = "numeric"
+    lm_eval_task = "gsm8k"
+    version = GSM8KTask.version
+
+    @classmethod
+    def build(cls, cfg: GSM8KTaskConfig, data_dir: Path, errors: RowErrors) -> GSM8KTask:
+        """The GSM8K task of one config entry."""
+        return GSM8KTask(cfg.task_name(), Path(data_dir) / (cfg.data or DEFAULT_DATA), cfg.limit, cfg.num_fewshot,
+                         errors)
+
+    @classmethod
+    def score_file(cls, data: Path, responses: Path, *, skip_missing: bool = False, skip_extra: bool = False,
+                   seed: int = 0) -> ScoreFileResult:
+        """:func:`score_gsm8k_file` (``seed`` unused)."""
+        return score_gsm8k_file(data, responses, skip_missing, skip_extra)
+
+
+def score_gsm8k_file(data: Path, responses: Path, skip_missing: bool, skip_extra: bool) -> ScoreFileResult:
+    """``capdrift score-file gsm8k``: GSM8K ``test.jsonl`` + ``{index or question, response}`` lines; both
+    lm-eval extractions (see :mod:`capdrift_fast.benchmarks.score_file`).
+
+    Raises:
+        DataError: a file is missing or malformed, or responses are missing/extra without the skip option.
+    """
+    items = []
+    for lineno, rec in read_jsonl(data):
+        require_fields(data, lineno, rec, {"question": str, "answer": str})
+        items.append({"index": lineno - 1, "question": rec["question"], "target": rec["answer"]})
+    if not items:
+        raise DataError(f"{data}: no questions")
+    frame = pl.DataFrame(items, schema={"index": pl.Int64, "question": pl.Utf8, "target": pl.Utf8})
+    index_of = {}
+    for item in items:
+        index_of.setdefault(item["question"], []).append(item["index"])
+
+    rows, notes, unmatched = [], [], []
+    for lineno, rec in read_jsonl(responses):
+        response = response_field(responses, lineno, rec, ("response",))
+        if "index" in rec:
+            if not isinstance(rec["index"], int) or isinstance(rec["index"], bool):
+                raise DataError(f"{responses}:{lineno}: field 'index' should be an integer (0-based line of {data.name})")
+            rows.append({"index": rec["index"], "response": response, "_line": lineno})
+        elif "question" in rec:
+            require_fields(responses, lineno, rec, {"question": str})
+            found = index_of.get(rec["question"], [])
+            if len(found) > 1:
+                raise DataError(f"{responses}:{lineno}: the question is on {len(found)} lines of {data} "
+                                f"({', '.join(str(i + 1) for i in found)}); give an 'index' instead")
+            if found:
+                rows.append({"index": found[0], "response": response, "_line": lineno})
+            else:
+                unmatched.append(lineno)
+        else:
+            raise DataError(f"{responses}:{lineno}: needs 'index' (0-based line of {data.name}) or 'question'")
+    if unmatched:
+        if not skip_extra:
+            raise DataError(f"{responses}: {len(unmatched)} responses have a question that is in no line of {data} "
+                            f"(e.g. line {unmatched[0]}); pass --skip-extra to ignore them")
+        notes.append(f"ignored {len(unmatched)} responses whose question is in no line of {data.name}")
+    answers = pl.DataFrame(rows, schema={"index": pl.Int64, "response": pl.Utf8, "_line": pl.Int64})
+    unique_responses(answers, "index", responses)
+    joined = join_responses(frame, answers, "index", data, responses, "question", skip_missing, skip_extra, notes, "index")
+    scored = score_numeric(joined)
+    out = scored.select("index", "extracted_strict", "extracted_flexible", "numeric_match_strict",
+                        "numeric_match_flexible")
+    accuracies = [rate("numeric_match_strict", out["numeric_match_strict"]),
+                  rate("numeric_match_flexible", out["numeric_match_flexible"])]
+    return ScoreFileResult("gsm8k", out, accuracies, notes=notes)

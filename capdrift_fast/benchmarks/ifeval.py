@@ -10,27 +10,56 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
 
+from capdrift_fast.benchmarks.base import (
+    Benchmark,
+    MetricSpec,
+    NoLabelSpace,
+    RowErrors,
+    no_samples_error,
+    read_jsonl,
+    require_fields,
+)
+from capdrift_fast.benchmarks.score_file import Accuracy, ScoreFileResult, join_responses, response_field
+from capdrift_fast.config import TaskConfigBase
 from capdrift_fast.errors import DataError, UnknownNameError
-from capdrift_fast.benchmarks.base import MetricSpec, RowErrors, no_samples_error, read_jsonl, require_fields
+from capdrift_fast.metrics.ifeval import (
+    INSTRUCTION_IDS,
+    UnknownInstructionError,
+    ifeval_accuracies,
+    parse_instruction,
+    parse_kwargs,
+    score_ifeval,
+)
+from capdrift_fast.registry import register_benchmark
 
 DEFAULT_DATA = "ifeval/input_data.jsonl"
 
 
-class IFEvalTask:
+class IFEvalTaskConfig(TaskConfigBase):
+    """IFEval (Zhou et al. 2023): verifiable instructions, scored strict and loose (ILA/PLA)."""
+
+    benchmark: Literal["ifeval"]
+
+
+class IFEvalTask(NoLabelSpace):
     """IFEval bound to one ``input_data.jsonl``; ``limit`` keeps the first N prompts."""
 
     benchmark = "ifeval"
     version = "1.0"
+    num_fewshot = 0
     stop: tuple[str, ...] = ()
     metrics = (
-        MetricSpec("pla_strict", "IFEval prompt-level accuracy, strict (Zhou et al. 2023)", primary=True),
+        MetricSpec("pla_strict", "IFEval prompt-level accuracy, strict (Zhou et al. 2023)", primary=True,
+                   lm_eval="prompt_level_strict_acc,none"),
         MetricSpec("ila_strict", "IFEval instruction-level accuracy, strict", weight="n_instructions", primary=True,
-                   binary=False),
-        MetricSpec("pla_loose", "IFEval prompt-level accuracy, loose"),
-        MetricSpec("ila_loose", "IFEval instruction-level accuracy, loose", weight="n_instructions", binary=False),
+                   binary=False, drift=True, lm_eval="inst_level_strict_acc,none"),
+        MetricSpec("pla_loose", "IFEval prompt-level accuracy, loose", lm_eval="prompt_level_loose_acc,none"),
+        MetricSpec("ila_loose", "IFEval instruction-level accuracy, loose", weight="n_instructions", binary=False,
+                   lm_eval="inst_level_loose_acc,none"),
     )
 
     def __init__(self, name: str, path: Path, limit: int | None = None, errors: RowErrors | None = None) -> None:
@@ -67,8 +96,6 @@ class IFEvalTask:
 
     def _check_row(self, lineno: int, rec: dict) -> None:
         """Raise :class:`DataError` (file:line) for a row the scorer could not score."""
-        from capdrift_fast.metrics.ifeval import INSTRUCTION_IDS, parse_instruction
-
         path = self.path
         require_fields(path, lineno, rec, {"key": int, "prompt": str, "instruction_id_list": list, "kwargs": list})
         if len(rec["kwargs"]) != len(rec["instruction_id_list"]):
@@ -88,8 +115,6 @@ class IFEvalTask:
 
     def score(self, generations: pl.DataFrame) -> pl.DataFrame:
         """Score ``generations`` (request_id, response + the samples columns) with the IFEval checkers."""
-        from capdrift_fast.metrics.ifeval import score_ifeval
-
         scored = score_ifeval(generations.select("request_id", "response", "instruction_id_list", "kwargs"))
         return scored.select(
             "request_id",
@@ -99,3 +124,83 @@ class IFEvalTask:
             pl.col("inst_level_loose").list.mean().alias("ila_loose"),
             pl.col("inst_level_strict").list.len().cast(pl.Float64).alias("n_instructions"),
         )
+
+
+@register_benchmark("ifeval")
+class IFEval(Benchmark):
+    """The IFEval plugin: default data ``ifeval/input_data.jsonl``; on target for ``instruction`` adapters."""
+
+    name = "ifeval"
+    config_model = IFEvalTaskConfig
+    target_label = "instruction"
+    lm_eval_task = "ifeval"
+    version = IFEvalTask.version
+
+    @classmethod
+    def build(cls, cfg: IFEvalTaskConfig, data_dir: Path, errors: RowErrors) -> IFEvalTask:
+        """The IFEval task of one config entry."""
+        return IFEvalTask(cfg.task_name(), Path(data_dir) / (cfg.data or DEFAULT_DATA), cfg.limit, errors)
+
+    @classmethod
+    def score_file(cls, data: Path, responses: Path, *, skip_missing: bool = False, skip_extra: bool = False,
+                   seed: int = 0) -> ScoreFileResult:
+        """:func:`score_ifeval_file` (``seed`` unused)."""
+        return score_ifeval_file(data, responses, skip_missing, skip_extra)
+
+
+def score_ifeval_file(data: Path, responses: Path, skip_missing: bool, skip_extra: bool) -> ScoreFileResult:
+    """``capdrift score-file ifeval``: IFEval ``input_data.jsonl`` + ``{prompt, response}`` lines, joined on the
+    prompt text as the reference ``evaluation_lib`` does (see :mod:`capdrift_fast.benchmarks.score_file`).
+
+    Raises:
+        DataError: a file is missing or malformed, or responses are missing/extra without the skip option.
+    """
+    items = []
+    for lineno, rec in read_jsonl(data):
+        require_fields(data, lineno, rec, {"key": int, "prompt": str, "instruction_id_list": list, "kwargs": list})
+        try:
+            parse_kwargs(rec["instruction_id_list"], rec["kwargs"])
+        except (UnknownInstructionError, ValueError) as exc:
+            raise DataError(f"{data}:{lineno}: key {rec['key']}: {exc}") from None
+        items.append({"key": rec["key"], "prompt": rec["prompt"], "instruction_id_list": rec["instruction_id_list"],
+                      "kwargs": json.dumps(rec["kwargs"])})
+    if not items:
+        raise DataError(f"{data}: no prompts")
+    frame = pl.DataFrame(items, schema={"key": pl.Int64, "prompt": pl.Utf8, "instruction_id_list": pl.List(pl.Utf8),
+                                        "kwargs": pl.Utf8})
+    dup = frame.filter(pl.col("prompt").is_duplicated())
+    if dup.height:
+        raise DataError(f"{data}: {dup.height} rows share a prompt text (e.g. key {dup['key'][0]}); responses are "
+                        "joined by prompt text, so prompts must be unique")
+
+    rows: dict[str, dict] = {}
+    repeated = 0
+    for lineno, rec in read_jsonl(responses):
+        require_fields(responses, lineno, rec, {"prompt": str})
+        response = response_field(responses, lineno, rec, ("response",))
+        repeated += rec["prompt"] in rows
+        rows[rec["prompt"]] = {"prompt": rec["prompt"], "response": response, "_line": lineno}
+    notes = []
+    if repeated:
+        notes.append(f"{repeated} prompts occur more than once in {responses.name}; their last response is used "
+                     "(as the reference's prompt -> response dict does)")
+    answers = pl.DataFrame(list(rows.values()), schema={"prompt": pl.Utf8, "response": pl.Utf8, "_line": pl.Int64})
+    joined = join_responses(frame, answers, "prompt", data, responses, "prompt", skip_missing, skip_extra, notes, "key")
+    try:
+        scored = score_ifeval(joined.select("key", "response", "instruction_id_list", "kwargs"))
+    except FileNotFoundError as exc:
+        raise DataError(str(exc)) from None
+    acc = ifeval_accuracies(scored)
+    n_inst = int(scored["inst_level_strict"].list.len().sum())
+    accuracies = [
+        Accuracy("prompt_level_strict_acc", acc["prompt_level_strict_acc"],
+                 int(scored["prompt_level_strict"].sum()), scored.height),
+        Accuracy("inst_level_strict_acc", acc["inst_level_strict_acc"],
+                 int(scored["inst_level_strict"].list.sum().sum()), n_inst),
+        Accuracy("prompt_level_loose_acc", acc["prompt_level_loose_acc"],
+                 int(scored["prompt_level_loose"].sum()), scored.height),
+        Accuracy("inst_level_loose_acc", acc["inst_level_loose_acc"],
+                 int(scored["inst_level_loose"].list.sum().sum()), n_inst),
+    ]
+    out = scored.select("key", "prompt_level_strict", "prompt_level_loose", "inst_level_strict", "inst_level_loose")
+    return ScoreFileResult("ifeval", out, accuracies, notes=notes)

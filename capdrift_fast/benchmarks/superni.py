@@ -27,15 +27,34 @@ Study of Instruction Tuning", ACL 2023, arXiv:2305.11383), chosen per task in th
 from __future__ import annotations
 
 import json
+import re
 import string
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
+from pydantic import Field, model_validator
 
+from capdrift_fast.benchmarks.base import Benchmark, MetricSpec, RowErrors, no_samples_error, read_jsonl, require_fields
+from capdrift_fast.benchmarks.score_file import (
+    Accuracy,
+    ScoreFileResult,
+    join_responses,
+    rate,
+    response_field,
+    unique_responses,
+)
+from capdrift_fast.config import TaskConfigBase
 from capdrift_fast.errors import DataError
-from capdrift_fast.metrics.classification import normalize_answer, score_classification
+from capdrift_fast.metrics.classification import (
+    normalize_answer,
+    random_guess_baseline,
+    random_guess_expectation,
+    score_classification,
+)
+from capdrift_fast.metrics.random_guess import random_guess_scores
 from capdrift_fast.metrics.rouge import score_rouge_l
-from capdrift_fast.benchmarks.base import MetricSpec, RowErrors, no_samples_error
+from capdrift_fast.registry import register_benchmark
 
 DEFINITION_VARIANTS = ("original", "simplified", "empty")
 EXAMPLE_VARIANTS = ("original", "delusive", "empty")
@@ -88,6 +107,42 @@ def delusive_examples(examples: list[dict], labels: list[str]) -> list[dict]:
     return out
 
 
+class SuperNITaskConfig(TaskConfigBase):
+    """One Super-NaturalInstructions task file (Wang et al. 2022), encoded as Tk-Instruct does:
+    definition, ``num_pos_examples`` positive examples, then the instance.
+
+    ``definition`` / ``examples`` select the test-time ablations of Kung & Peng 2023 ("Do Models
+    Really Learn to Follow Instructions?", ACL 2023, arXiv:2305.11383): the task definition
+    ``original``, ``simplified`` (only the output space: "Answer with one of: ...") or ``empty``; the
+    positive examples ``original``, ``delusive`` (wrong input-to-output mapping) or ``empty``. A
+    non-default variant is part of the default task name (see :meth:`default_name`).
+    """
+
+    benchmark: Literal["superni"]
+    num_pos_examples: int = Field(default=2, ge=0, le=8)
+    definition: Literal["original", "simplified", "empty"] = "original"
+    examples: Literal["original", "delusive", "empty"] = "original"
+
+    @model_validator(mode="after")
+    def _data_required(self) -> "SuperNITaskConfig":
+        if self.data is None:
+            raise ValueError("superni tasks need `data`: a task file such as superni/task828_....json")
+        return self
+
+    def default_name(self) -> str:
+        """``superni_<task id>``, plus a non-default ablation's parts, ``.def-<definition>`` then
+        ``.ex-<examples>``: ``superni_task828.def-simplified.ex-delusive``, ``superni_task828.ex-empty``
+        (letters, digits, ``_.-`` only, so the name is safe in file names and request ids)."""
+        stem = Path(self.data or "").stem
+        m = re.match(r"(task\d+)", stem)
+        name = f"superni_{m.group(1) if m else stem}"
+        if self.definition != "original":
+            name += f".def-{self.definition}"
+        if self.examples != "original":
+            name += f".ex-{self.examples}"
+        return name
+
+
 class SuperNITask:
     """One SuperNI task file; ``limit`` keeps the first N instances (SuperNI evaluates the first 100).
 
@@ -97,9 +152,11 @@ class SuperNITask:
 
     benchmark = "superni"
     version = "1.1"
+    has_label_space = True
     stop: tuple[str, ...] = ("\n",)
     metrics = (
-        MetricSpec("exact_match", "SuperNI exact match after normalisation (compute_metrics.py)", primary=True),
+        MetricSpec("exact_match", "SuperNI exact match after normalisation (compute_metrics.py)", primary=True,
+                   drift=True),
         MetricSpec("format_correct", "format correctness: response in the label space (Kung & Peng 2023)", primary=True),
         MetricSpec("rougeL", "SuperNI ROUGE-L F-measure (rouge-score, stemmed), max over gold outputs", binary=False),
     )
@@ -114,6 +171,15 @@ class SuperNITask:
         self.definition, self.examples = definition, examples
         self.errors = errors or RowErrors()
         self._task: dict | None = None
+
+    @property
+    def num_fewshot(self) -> int:
+        """Positive examples asked for in each prompt (``num_pos_examples``)."""
+        return self.num_pos_examples
+
+    def random_baseline(self, samples: pl.DataFrame) -> dict[str, float]:
+        """Kung & Peng's random-guess expectations (:func:`~capdrift_fast.metrics.random_guess.random_guess_scores`)."""
+        return random_guess_scores(samples)
 
     def _load(self) -> dict:
         if self._task is None:
@@ -228,3 +294,63 @@ def load_task_file(path: Path, check_instances: bool = True) -> dict:
         if not (isinstance(ex, dict) and isinstance(ex.get("input"), str) and isinstance(ex.get("output"), str)):
             raise DataError(f"{path}: Positive Examples[{i}] needs string 'input' and 'output'")
     return task
+
+
+@register_benchmark("superni")
+class SuperNI(Benchmark):
+    """The SuperNI plugin: one task file per entry (``data`` required); on target for ``classification``
+    adapters; a label space (every gold output), hence format correctness and a random-guess baseline."""
+
+    name = "superni"
+    config_model = SuperNITaskConfig
+    target_label = "classification"
+    version = SuperNITask.version
+
+    @classmethod
+    def build(cls, cfg: SuperNITaskConfig, data_dir: Path, errors: RowErrors) -> SuperNITask:
+        """The SuperNI task of one config entry (with its Kung & Peng ablation)."""
+        return SuperNITask(cfg.task_name(), Path(data_dir) / str(cfg.data), cfg.limit, cfg.num_pos_examples, errors,
+                           definition=cfg.definition, examples=cfg.examples)
+
+    @classmethod
+    def score_file(cls, data: Path, responses: Path, *, skip_missing: bool = False, skip_extra: bool = False,
+                   seed: int = 0) -> ScoreFileResult:
+        """:func:`score_superni_file`."""
+        return score_superni_file(data, responses, skip_missing, skip_extra, seed)
+
+
+def score_superni_file(data: Path, responses: Path, skip_missing: bool, skip_extra: bool, seed: int) -> ScoreFileResult:
+    """``capdrift score-file superni``: a SuperNI task file + ``{id, response}`` (or ``prediction``) lines, with
+    Kung & Peng's seeded random-guess baseline beside its analytic expectation.
+
+    Raises:
+        DataError: a file is missing or malformed, or responses are missing/extra without the skip option.
+    """
+    task = load_task_file(data)
+    labels = sorted({o for inst in task["Instances"] for o in inst["output"]})
+    frame = pl.DataFrame(
+        [{"id": inst["id"], "target": list(inst["output"]), "labels": labels} for inst in task["Instances"]],
+        schema={"id": pl.Utf8, "target": pl.List(pl.Utf8), "labels": pl.List(pl.Utf8)},
+    )
+    if frame.height == 0:
+        raise DataError(f"{data}: no instances")
+    rows = []
+    for lineno, rec in read_jsonl(responses):
+        require_fields(responses, lineno, rec, {"id": str})
+        rows.append({"id": rec["id"], "response": response_field(responses, lineno, rec, ("response", "prediction")),
+                     "_line": lineno})
+    answers = pl.DataFrame(rows, schema={"id": pl.Utf8, "response": pl.Utf8, "_line": pl.Int64})
+    unique_responses(answers, "id", responses)
+    notes: list[str] = []
+    joined = join_responses(frame, answers, "id", data, responses, "instance", skip_missing, skip_extra, notes, "id")
+    scored = score_classification(joined)
+    scored = scored.with_columns(score_rouge_l(scored).alias("rougeL"))
+    out = scored.select("id", "exact_match", "format_correct", "rougeL")
+    accuracies = [rate("exact_match", out["exact_match"]), rate("format_correct", out["format_correct"]),
+                  Accuracy("rougeL", float(out["rougeL"].mean()), None, out.height)]  # type: ignore[arg-type]
+    guess = random_guess_baseline(joined, seed)
+    expectation = random_guess_expectation(joined)
+    hits = int(guess["exact_match"].sum())
+    baseline = Accuracy("random_guess_exact_match", hits / guess.height, hits, guess.height,
+                        note=f"seed {seed}; analytic expectation {expectation:.4f}")
+    return ScoreFileResult("superni", out, accuracies, notes, baseline, expectation)

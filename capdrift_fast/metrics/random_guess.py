@@ -15,23 +15,22 @@ from __future__ import annotations
 
 import polars as pl
 
-from capdrift_fast.benchmarks.base import Task
+from capdrift_fast.metrics.classification import random_guess_expectation
 
 
-def random_guess_scores(task: Task, samples: pl.DataFrame) -> dict[str, float]:
-    """Expected metric values of uniform random guessing over the label space, for ``task``.
+def random_guess_scores(samples: pl.DataFrame) -> dict[str, float]:
+    """Expected metric values of uniform random guessing over the label space.
 
     Args:
-        task: a task; only classification tasks (samples with ``target`` and ``labels`` list columns,
-            i.e. SuperNI) have a label space.
-        samples: the task's samples frame (one row per instance).
+        samples: a task's samples frame (one row per instance) with ``target`` (List[Utf8] gold outputs) and
+            ``labels`` (List[Utf8], the label space) columns.
 
     Returns:
-        ``{metric: expected score}`` — ``exact_match`` and ``format_correct`` for SuperNI tasks;
-        ``{}`` for tasks without a label space (IFEval, GSM8K).
+        ``{"exact_match": expectation, "format_correct": 1.0}``; ``{}`` when the frame has no label space
+        (no ``target``/``labels`` list columns) or no rows.
     """
-    if task.benchmark != "superni" or not {"target", "labels"} <= set(samples.columns) or samples.height == 0:
+    if not {"target", "labels"} <= set(samples.columns) or samples.height == 0:
         return {}
-    from capdrift_fast.metrics.classification import random_guess_expectation
-
+    if samples.schema["labels"] != pl.List(pl.Utf8) or samples.schema["target"] != pl.List(pl.Utf8):
+        return {}
     return {"exact_match": random_guess_expectation(samples), "format_correct": 1.0}

@@ -25,24 +25,15 @@ from typing import Any
 
 import polars as pl
 
-from capdrift_fast.config import BASE_NAME, GSM8KTaskConfig, task_name
+from capdrift_fast.benchmarks.base import MetricSpec
+from capdrift_fast.config import BASE_NAME, task_name
 from capdrift_fast.rundir.atomic import atomic_write_text
 from capdrift_fast.report.runs import RunData
 
-LM_EVAL_NAMES = {
-    ("gsm8k", "numeric_match_strict"): "exact_match,strict-match",
-    ("gsm8k", "numeric_match_flexible"): "exact_match,flexible-extract",
-    ("ifeval", "pla_strict"): "prompt_level_strict_acc,none",
-    ("ifeval", "ila_strict"): "inst_level_strict_acc,none",
-    ("ifeval", "pla_loose"): "prompt_level_loose_acc,none",
-    ("ifeval", "ila_loose"): "inst_level_loose_acc,none",
-}
-"""(benchmark, our metric) -> lm-eval's ``"metric,filter"`` key for the same quantity."""
-
-
-def lm_eval_key(benchmark: str, metric: str) -> str:
-    """lm-eval's ``"metric,filter"`` name of our ``metric`` on ``benchmark`` (``<metric>,none`` if none)."""
-    return LM_EVAL_NAMES.get((benchmark, metric), f"{metric},none")
+def lm_eval_key(spec: MetricSpec | None, metric: str) -> str:
+    """lm-eval's ``"metric,filter"`` name of our ``metric`` (its :class:`MetricSpec`'s ``lm_eval`` when the
+    benchmark declares one, else ``<metric>,none``)."""
+    return spec.lm_eval if spec is not None and spec.lm_eval else f"{metric},none"
 
 
 def sanitize_model_name(name: str) -> str:
@@ -87,10 +78,10 @@ def lm_eval_results(run: RunData, model: str, scores: pl.DataFrame) -> dict[str,
         entry: dict[str, Any] = {"alias": tname}
         specs = {m.name: m for m in task.metrics}
         for r in rows.iter_rows(named=True):
-            key = lm_eval_key(task.benchmark, r["metric"])
+            spec = specs.get(r["metric"])
+            key = lm_eval_key(spec, r["metric"])
             name, _, filt = key.partition(",")
             entry[key] = r["score"]
-            spec = specs.get(r["metric"])
             se = None if spec is None or spec.weight else _stderr(sub.get_column(r["metric"]).drop_nulls())
             entry[f"{name}_stderr,{filt}"] = "N/A" if se is None else se
             hib.setdefault(tname, {})[name] = True
@@ -101,7 +92,7 @@ def lm_eval_results(run: RunData, model: str, scores: pl.DataFrame) -> dict[str,
                 }
         results[tname] = entry
         tcfg = tcfgs.get(tname)
-        shots = tcfg.num_fewshot if isinstance(tcfg, GSM8KTaskConfig) else getattr(tcfg, "num_pos_examples", 0)
+        shots = task.num_fewshot
         n = int(rows["n"].max())
         configs[tname] = {
             "task": tname, "dataset_path": str(getattr(task, "path", "")), "output_type": "generate_until",
@@ -109,7 +100,7 @@ def lm_eval_results(run: RunData, model: str, scores: pl.DataFrame) -> dict[str,
                 "until": list(task.stop), "max_gen_toks": cfg.task_max_tokens(tcfg) if tcfg else cfg.sampling.max_tokens,
                 "temperature": cfg.sampling.temperature, "top_p": cfg.sampling.top_p,
             },
-            "metric_list": [{"metric": lm_eval_key(task.benchmark, m.name).split(",")[0], "higher_is_better": True}
+            "metric_list": [{"metric": lm_eval_key(m, m.name).split(",")[0], "higher_is_better": True}
                             for m in task.metrics],
             "metadata": {"version": task.version},
         }

@@ -84,18 +84,16 @@ def adapter_hashes(manifest: dict[str, Any], config: RunConfig) -> dict[str, dic
 def random_baselines(tasks: dict[str, Task], samples: dict[str, pl.DataFrame] | None = None) -> tuple[pl.DataFrame, list[str]]:
     """Random-guess expectations of every task that has a label space (long: task, metric, score),
     and notes for tasks whose data could not be read. ``samples`` (from a plan) avoids re-reading."""
-    from capdrift_fast.metrics.random_guess import random_guess_scores
-
     rows, notes = [], []
     for name, task in tasks.items():
-        if task.benchmark != "superni":
+        if not task.has_label_space:  # no data read for tasks without a baseline
             continue
         try:
             frame = samples[name] if samples and name in samples else task.samples()
         except CapdriftError as exc:
             notes.append(f"random-guess row for {name} unavailable: {exc}")
             continue
-        rows += [{"task": name, "metric": m, "score": v} for m, v in random_guess_scores(task, frame).items()]
+        rows += [{"task": name, "metric": m, "score": v} for m, v in task.random_baseline(frame).items()]
     return pl.DataFrame(rows, schema=BASELINE_SCHEMA), notes
 
 

@@ -10,7 +10,9 @@ import polars as pl
 import pytest
 from scipy.stats import binomtest, false_discovery_control
 
-from capdrift_fast.config import BASE_NAME, DriftConfig, GSM8KTaskConfig, IFEvalTaskConfig
+from capdrift_fast.benchmarks.gsm8k import GSM8KTaskConfig
+from capdrift_fast.benchmarks.ifeval import IFEvalTaskConfig
+from capdrift_fast.config import BASE_NAME, DriftConfig
 from capdrift_fast.analysis.drift import DRIFT_SCHEMA, MATRIX_SCHEMA, analyze, drift_metric
 from capdrift_fast.errors import ConfigError
 from capdrift_fast.benchmarks import build_task

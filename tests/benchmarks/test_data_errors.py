@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from capdrift_fast.errors import DataError
-from capdrift_fast.benchmarks import GSM8KTask, IFEvalTask, RowErrors, SuperNITask
+from capdrift_fast.benchmarks import RowErrors
+from capdrift_fast.benchmarks.gsm8k import GSM8KTask
+from capdrift_fast.benchmarks.ifeval import IFEvalTask
+from capdrift_fast.benchmarks.superni import SuperNITask
 
 
 def first_lines(path: Path, n: int) -> list[str]:

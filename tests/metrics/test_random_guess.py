@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from capdrift_fast.config import GSM8KTaskConfig
+from capdrift_fast.benchmarks.gsm8k import GSM8KTaskConfig
 from capdrift_fast.metrics.random_guess import random_guess_scores
 from capdrift_fast.benchmarks import build_task
 from capdrift_fast.benchmarks.superni import SuperNITask
@@ -20,7 +20,8 @@ from capdrift_fast.benchmarks.superni import SuperNITask
 def test_expectation_matches_seeded_draws_scored_by_the_task(data_dir: Path, name: str):
     task = SuperNITask(name, data_dir / "superni" / f"{name}.json", limit=200)
     samples = task.samples()
-    expected = random_guess_scores(task, samples)
+    expected = task.random_baseline(samples)
+    assert expected == random_guess_scores(samples)
     labels = task.label_space()
     rng = np.random.default_rng(0)
     draws = 200  # guesses per instance
@@ -38,4 +39,5 @@ def test_expectation_matches_seeded_draws_scored_by_the_task(data_dir: Path, nam
 
 def test_no_label_space_no_baseline(data_dir: Path):
     gsm = build_task(GSM8KTaskConfig(benchmark="gsm8k", limit=5), data_dir)
-    assert random_guess_scores(gsm, gsm.samples()) == {}
+    assert gsm.random_baseline(gsm.samples()) == {} and not gsm.has_label_space
+    assert random_guess_scores(gsm.samples()) == {}
