@@ -135,6 +135,13 @@ class TemplateTaskConfig(TaskConfigBase):
     def _metric_names(cls, v: Any) -> Any:
         return [{"metric": m} if isinstance(m, str) else m for m in v] if isinstance(v, list) else v
 
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_exist(cls, v: list[MetricEntry]) -> list[MetricEntry]:
+        for m in v:
+            m.build()  # unknown name ("Did you mean ...?") or bad options: refused before any engine starts
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> "TemplateTaskConfig":
         if (self.data is None) == (self.dataset is None):
@@ -148,8 +155,7 @@ class TemplateTaskConfig(TaskConfigBase):
         if dup:
             raise ValueError(f"metric columns repeat: {', '.join(dup)}; give each a distinct `name:`")
         for i, m in enumerate(self.metrics):
-            metric = m.build()
-            if metric.needs_labels and self.choices is None:
+            if m.build().needs_labels and self.choices is None:
                 raise ValueError(f"metrics.{i} ({m.metric}) needs a label space: set `choices:`")
         return self
 

@@ -122,10 +122,10 @@ def combine(runs: list[RunData]) -> Combined:
         run_info.group_by("config", maintain_order=True)
         .agg(pl.col("description").first(), runs=pl.col("run"), n_runs=pl.len().cast(pl.UInt32))
     )
-    cells = pl.concat([
+    cells = pl.concat([  # diagonal: a run with parity marks has a `suspect` column, one without none
         r.analysis.matrix.with_columns(run=pl.lit(r.label), config=pl.lit(names[s]), seed=pl.lit(r.config.sampling.seed))
         for r, s in zip(runs, signature)
-    ])
+    ], how="diagonal_relaxed")
     adapters = cells.filter(pl.col("adapter") != BASE_NAME)
     config_cells = (
         cells.group_by("config", "adapter", "task", "metric", maintain_order=True)

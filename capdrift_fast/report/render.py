@@ -154,7 +154,9 @@ def _single_matrix(run: RunData) -> dict[str, Any]:
                     "bg": bg, "fg": fg,
                 })
             rows.append(row)
-    return {"columns": [{"name": a, "label": run.labels.get(a, "")} for a in adapters], "rows": rows}
+    suspect = set(m.filter(pl.col("suspect").fill_null(False))["adapter"].to_list()) if "suspect" in m.columns else set()
+    return {"columns": [{"name": a + (" SUSPECT" if a in suspect else ""), "label": run.labels.get(a, "")}
+                        for a in adapters], "rows": rows}
 
 
 def _off_moves(run: RunData) -> list[dict[str, Any]]:

@@ -98,10 +98,12 @@ def random_baselines(tasks: dict[str, Task], samples: dict[str, pl.DataFrame] | 
 
 
 def load_run(run_dir: str | Path, label: str | None = None, samples: dict[str, pl.DataFrame] | None = None) -> RunData:
-    """Read a run folder (``config.json``, ``scores.parquet``, ``manifest.json``) and analyse it.
+    """Read a run folder (``config.json``, ``scores.parquet``, ``matrix.parquet``, ``drift.parquet``,
+    ``manifest.json``) for a report.
 
-    The matrix is recomputed from ``scores.parquet`` with the run's ``drift`` settings (same seed ->
-    same numbers as ``matrix.parquet``), so reports of older runs get the statistics too.
+    The matrix and drift scores are the run's own ``matrix.parquet`` and ``drift.parquet`` (with the parity
+    guard's ``suspect`` marks, which become notes of the report); a folder without them is analysed from
+    ``scores.parquet`` with the run's ``drift`` settings (same seed -> same numbers).
 
     Raises:
         RunFolderError: the folder or a required file is missing or unreadable, or its drift
@@ -124,13 +126,44 @@ def load_run(run_dir: str | Path, label: str | None = None, samples: dict[str, p
         scores = pl.read_parquet(run_dir / "scores.parquet")
     except Exception as exc:  # polars raises several types for a damaged file
         raise RunFolderError(f"{run_dir / 'scores.parquet'}: cannot read ({exc})") from None
-    labels = {a.name: a.label for a in config.adapters}
-    try:
-        analysis = analyze(scores, tasks, config.drift, labels)
-    except CapdriftError as exc:
-        raise RunFolderError(f"{run_dir / 'config.json'}: {exc}") from None
+    analysis = _stored_analysis(run_dir)
+    if analysis is None:  # a folder without matrix.parquet / drift.parquet: recompute (same seed, same numbers)
+        labels = {a.name: a.label for a in config.adapters}
+        try:
+            analysis = analyze(scores, tasks, config.drift, labels)
+        except CapdriftError as exc:
+            raise RunFolderError(f"{run_dir / 'config.json'}: {exc}") from None
     baselines, notes = random_baselines(tasks, samples)
+    notes += suspect_notes(analysis.matrix, run_dir)
     if not manifest:
         notes.append(f"{run_dir / 'manifest.json'} missing: timings and versions unknown")
     return RunData(run_dir, label or run_dir.name, config, manifest, tasks, analysis, baselines, notes,
                    adapter_hashes(manifest, config))
+
+
+def _stored_analysis(run_dir: Path) -> DriftAnalysis | None:
+    """The run's ``matrix.parquet`` and ``drift.parquet`` (no bootstrap replicates), or None when either is absent.
+
+    Raises:
+        RunFolderError: a file is there but unreadable.
+    """
+    paths = [run_dir / "matrix.parquet", run_dir / "drift.parquet"]
+    if not all(p.is_file() for p in paths):
+        return None
+    frames = []
+    for p in paths:
+        try:
+            frames.append(pl.read_parquet(p))
+        except Exception as exc:  # polars raises several types for a damaged file
+            raise RunFolderError(f"{p}: cannot read ({exc})") from None
+    return DriftAnalysis(frames[0], frames[1], {})
+
+
+def suspect_notes(matrix: pl.DataFrame, run_dir: Path) -> list[str]:
+    """One note per model the parity guard marked ``suspect`` in ``matrix`` (none without the column)."""
+    if "suspect" not in matrix.columns:
+        return []
+    models = matrix.filter(pl.col("suspect").fill_null(False))["adapter"].unique(maintain_order=True).to_list()
+    return [f"SUSPECT: {m}: vLLM disagreed with transformers+peft on its canaries ({run_dir / 'parity.json'}); "
+            "its scores may not be its own" for m in models]
+
