@@ -17,6 +17,8 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar."
 PickleOpt = Annotated[bool, typer.Option("--allow-pickle", help="Accept pickle-only adapters (adapter_model.bin); "
                                          "loading pickle can run code, so only for sources you trust.")]
 ConfigArg = Annotated[Path, typer.Argument(help="Run config (YAML); see configs/.")]
+IncludeOpt = Annotated[Optional[list[Path]], typer.Option(
+    "--include-path", help="A folder of task YAMLs (searched after the config's task_paths:); may be repeated.")]
 
 
 def _fail(exc: Exception) -> None:
@@ -104,6 +106,7 @@ def run(
         "array jobs (Kubernetes: $JOB_COMPLETION_INDEX; Slurm: --array=0-3, $SLURM_ARRAY_TASK_ID). Each shard gets its "
         "own --out; then `capdrift merge`.")] = None,
     dp_replica: Annotated[bool, typer.Option("--dp-replica", hidden=True)] = False,
+    include_path: IncludeOpt = None,
 ) -> None:
     """Run base + every adapter over every task in one vLLM pass; write shards, scores and the matrix.
 
@@ -115,7 +118,7 @@ def run(
     from capdrift_fast.errors import CapdriftError, ConfigError
 
     try:
-        cfg = load_config(config)
+        cfg = load_config(config, include_path)
         spec = None
         if shard is not None:
             from capdrift_fast.pipeline.split import ShardSpec
@@ -184,6 +187,7 @@ def validate(
                                                          "an adapter (named after the folder) against the config's base model.")] = None,
     allow_pickle: PickleOpt = False,
     data: Annotated[bool, typer.Option("--data/--no-data", help="Also check every data row of the tasks.")] = True,
+    include_path: IncludeOpt = None,
 ) -> None:
     """Check a run config, its base model, every adapter and the task data, without starting any engine.
 
@@ -194,7 +198,7 @@ def validate(
     from capdrift_fast.errors import CapdriftError
 
     try:
-        cfg = load_config(config)
+        cfg = load_config(config, include_path)
         extra, problems = adapters_in_dir(adapters_dir) if adapters_dir else ([], [])
         known = {a.name for a in cfg.adapters}
         clash = [a for a in extra if a.name in known]
@@ -290,12 +294,12 @@ def report(
 
 @app.command("score-file")
 def score_file(
-    benchmark: Annotated[str, typer.Argument(help="ifeval, gsm8k or superni.")],
+    benchmark: Annotated[str, typer.Argument(help="A registered benchmark with a score-file reader (the built-ins; see README).")],
     data: Annotated[Path, typer.Option(
-        "--data", help="Benchmark data: IFEval input_data.jsonl, GSM8K test.jsonl, or a SuperNI task .json.")],
+        "--data", help="The benchmark's data file (formats in the README, \"Scoring responses produced elsewhere\").")],
     responses: Annotated[Path, typer.Option(
         "--responses",
-        help="JSON lines: ifeval {prompt, response}; gsm8k {index or question, response}; superni {id, response}.")],
+        help="JSON lines, one response per data item, joined as the benchmark's reader says (README).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write, one row per scored item.")],
     skip_missing: Annotated[bool, typer.Option(help="Score only the data items that have a response.")] = False,
     skip_extra: Annotated[bool, typer.Option(help="Ignore responses that match no data item.")] = False,

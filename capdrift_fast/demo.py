@@ -19,6 +19,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
+from capdrift_fast import registry
+
 ASSETS_VERSION = "1"
 """Bump when the model or adapters change, so cached assets are rebuilt."""
 
@@ -53,17 +57,11 @@ def default_cache_dir() -> Path:
 
 
 def _training_text(data_dir: Path) -> list[str]:
+    """The demo tokenizer's training text: each registered benchmark's :meth:`~capdrift_fast.benchmarks.base.Benchmark.corpus`,
+    in registry order (built-ins first)."""
     texts: list[str] = []
-    for path in sorted((data_dir / "ifeval").glob("input_data*.jsonl"))[:1]:
-        texts += [json.loads(line)["prompt"] for line in path.open(encoding="utf-8")]
-    gsm = data_dir / "gsm8k" / "test.jsonl"
-    if gsm.is_file():
-        for line in list(gsm.open(encoding="utf-8"))[:400]:
-            rec = json.loads(line)
-            texts += [rec["question"], rec["answer"]]
-    for path in sorted((data_dir / "superni").glob("*.json")):
-        task = json.loads(path.read_text(encoding="utf-8"))
-        texts += task["Definition"] + [i["input"] + " " + " ".join(i["output"]) for i in task["Instances"][:100]]
+    for _, bench in registry.benchmarks.items():
+        texts += bench.corpus(data_dir)
     return texts or ["The quick brown fox jumps over the lazy dog. 0 1 2 3 4 5 6 7 8 9"]
 
 
@@ -144,12 +142,13 @@ def build_demo_assets(data_dir: Path, root: Path | None = None, force: bool = Fa
     return root
 
 
-DEMO_TASKS = (
-    {"benchmark": "ifeval", "max_tokens": 64},
-    {"benchmark": "gsm8k", "max_tokens": 64},
-    {"benchmark": "superni", "data": "superni/task828_copa_commonsense_cause_effect.json", "max_tokens": 8},
-    {"benchmark": "superni", "data": "superni/task363_sst2_polarity_classification.json", "max_tokens": 8},
-)
+DEMO_TASKS_FILE = Path(__file__).with_name("demo_tasks.yaml")
+"""The demo's task entries (benchmark, data, max_tokens), as in a run config."""
+
+
+def demo_tasks() -> list[dict]:
+    """The demo's task entries (:data:`DEMO_TASKS_FILE`)."""
+    return yaml.safe_load(DEMO_TASKS_FILE.read_text(encoding="utf-8"))["tasks"]
 
 
 def demo_config(assets: Path, data_dir: Path, limit: int = 24, seed: int = 0, temperature: float = 0.0) -> dict:
@@ -161,7 +160,7 @@ def demo_config(assets: Path, data_dir: Path, limit: int = 24, seed: int = 0, te
         "data_dir": str(data_dir),
         "model": {"path": str(assets / "model"), "prompt_format": "raw"},
         "adapters": [{"name": a.name, "path": str(assets / "adapters" / a.name), "label": a.label} for a in DEMO_ADAPTERS],
-        "tasks": [{**t, "limit": limit} for t in DEMO_TASKS],
+        "tasks": [{**t, "limit": limit} for t in demo_tasks()],
         "engine": {"max_loras": len(DEMO_ADAPTERS), "max_lora_rank": 16, "max_num_seqs": 64, "dtype": "float32",
                    "max_model_len": 2048, "kv_cache_memory_gib": 1.0},
         "sampling": {"temperature": temperature, "max_tokens": 64, "seed": seed},

@@ -10,7 +10,7 @@ Two registries, each filled from three sources, looked up lazily on first use:
   object the benchmark class or metric class), as lm-evaluation-harness and inspect_ai do.
 
 An unknown name raises :class:`~capdrift_fast.errors.UnknownNameError`: "unknown benchmark 'gsm8': Did you
-mean 'gsm8k'? Available: ...".
+mean ...? Available: ...".
 """
 
 from __future__ import annotations

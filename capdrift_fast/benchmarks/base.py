@@ -109,6 +109,12 @@ class Benchmark:
         raise NotImplementedError
 
     @classmethod
+    def corpus(cls, data_dir: Path) -> list[str]:
+        """Texts of this benchmark's default data under ``data_dir`` for training the demo's tokenizer
+        (:mod:`capdrift_fast.demo`); ``[]`` when it has none or the data is absent."""
+        return []
+
+    @classmethod
     def score_file(cls, data: Path, responses: Path, *, skip_missing: bool = False, skip_extra: bool = False,
                    seed: int = 0) -> Any:
         """``capdrift score-file`` for this benchmark (see :mod:`capdrift_fast.benchmarks.score_file`).

@@ -11,6 +11,7 @@ lives in :mod:`capdrift_fast.metrics.numeric`.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -125,6 +126,17 @@ class GSM8K(Benchmark):
         """The GSM8K task of one config entry."""
         return GSM8KTask(cfg.task_name(), Path(data_dir) / (cfg.data or DEFAULT_DATA), cfg.limit, cfg.num_fewshot,
                          errors)
+
+    @classmethod
+    def corpus(cls, data_dir: Path) -> list[str]:
+        """Demo tokenizer text: see :meth:`Benchmark.corpus`."""
+        texts: list[str] = []
+        gsm = Path(data_dir) / DEFAULT_DATA
+        if gsm.is_file():
+            for line in list(gsm.open(encoding="utf-8"))[:400]:
+                rec = json.loads(line)
+                texts += [rec["question"], rec["answer"]]
+        return texts
 
     @classmethod
     def score_file(cls, data: Path, responses: Path, *, skip_missing: bool = False, skip_extra: bool = False,

@@ -142,6 +142,14 @@ class IFEval(Benchmark):
         return IFEvalTask(cfg.task_name(), Path(data_dir) / (cfg.data or DEFAULT_DATA), cfg.limit, errors)
 
     @classmethod
+    def corpus(cls, data_dir: Path) -> list[str]:
+        """Demo tokenizer text: see :meth:`Benchmark.corpus`."""
+        texts: list[str] = []
+        for path in sorted((Path(data_dir) / "ifeval").glob("input_data*.jsonl"))[:1]:
+            texts += [json.loads(line)["prompt"] for line in path.open(encoding="utf-8")]
+        return texts
+
+    @classmethod
     def score_file(cls, data: Path, responses: Path, *, skip_missing: bool = False, skip_extra: bool = False,
                    seed: int = 0) -> ScoreFileResult:
         """:func:`score_ifeval_file` (``seed`` unused)."""

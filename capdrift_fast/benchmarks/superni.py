@@ -313,6 +313,15 @@ class SuperNI(Benchmark):
                            definition=cfg.definition, examples=cfg.examples)
 
     @classmethod
+    def corpus(cls, data_dir: Path) -> list[str]:
+        """Demo tokenizer text: see :meth:`Benchmark.corpus`."""
+        texts: list[str] = []
+        for path in sorted((Path(data_dir) / "superni").glob("*.json")):
+            task = json.loads(path.read_text(encoding="utf-8"))
+            texts += task["Definition"] + [i["input"] + " " + " ".join(i["output"]) for i in task["Instances"][:100]]
+        return texts
+
+    @classmethod
     def score_file(cls, data: Path, responses: Path, *, skip_missing: bool = False, skip_extra: bool = False,
                    seed: int = 0) -> ScoreFileResult:
         """:func:`score_superni_file`."""

@@ -33,7 +33,7 @@ import polars as pl
 from capdrift_fast.config import AdapterConfig, EngineConfig, ModelConfig, SamplingConfig
 from capdrift_fast.engines.prompts import encode_prompts, resolve_prompt_format
 from capdrift_fast.errors import EngineError
-from capdrift_fast.pipeline.plan import order_requests
+from capdrift_fast.engines.order import order_requests
 
 _LENGTH_CHECK_SLICE = 4096  # prompts tokenized per slice by the up-front length check
 _TRIM_EVERY = 8192  # finished requests between returns of freed heap pages to the OS

@@ -14,6 +14,7 @@ import polars as pl
 from capdrift_fast.config import BASE_NAME, RunConfig
 from capdrift_fast.errors import DataError
 from capdrift_fast.benchmarks import RowErrors, Task, build_task
+from capdrift_fast.engines.order import REQUEST_ORDERS, order_requests  # noqa: F401  (their home before 0.2)
 
 PLAN_SCHEMA = {
     "request_id": pl.Utf8,
@@ -80,26 +81,3 @@ def build_plan(cfg: RunConfig, data_errors: str | None = None) -> Plan:
     )
     return Plan(tasks=tasks, samples=samples, requests=requests.select(list(PLAN_SCHEMA)),
                 skipped_rows=tuple(errors.skipped))
-
-
-REQUEST_ORDERS = ("grouped", "interleaved")
-
-
-def order_requests(requests: pl.DataFrame, order: str) -> pl.DataFrame:
-    """``requests`` (plan rows) in the order they are handed to the engine.
-
-    ``grouped``: by ``lora_id`` (base first, then adapter 1's requests, adapter 2's, ...), plan order
-    kept within an adapter. ``interleaved``: round-robin over adapters: the first request of every
-    adapter (in ``lora_id`` order), then the second of every adapter, ... Same rows, same columns.
-
-    Raises:
-        ValueError: ``order`` is not one of :data:`REQUEST_ORDERS`.
-    """
-    if order not in REQUEST_ORDERS:
-        raise ValueError(f"request order must be one of {REQUEST_ORDERS}, got {order!r}")
-    if requests.height == 0:
-        return requests
-    cols = requests.columns
-    ranked = requests.with_row_index("_pos").with_columns(_k=pl.int_range(pl.len()).over("lora_id"))
-    keys = ["lora_id", "_pos"] if order == "grouped" else ["_k", "lora_id", "_pos"]
-    return ranked.sort(keys, maintain_order=True).select(cols)
