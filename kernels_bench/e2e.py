@@ -174,7 +174,8 @@ def run_ours(s: Setup) -> dict[str, Any]:
     boot = time.perf_counter() - t0
     gens, ttfts, tokens = [], [], 0
     for rep in range(s.reps):
-        eng._lora = {i + 1: _lora(i, p, rep) for i, p in enumerate(s.adapters)}  # cold adapters every rep
+        if rep:
+            eng.reload_adapters()  # cold adapters every rep
         tokens, ttft = 0, []
         with tempfile.TemporaryDirectory() as tmp, ShardWriter(Path(tmp) / "generations", "bench") as writer:
             t1 = time.perf_counter()
@@ -579,9 +580,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.device == "cpu":
         configure_cpu_threads(args.threads)
     if args.worker or args.one_boot:
-        from capdrift_fast.engines.vllm_engine import _quiet_vllm_env
+        from capdrift_fast.engines.vllm_engine import quiet_vllm_env
 
-        _quiet_vllm_env()
+        quiet_vllm_env()
         job = json.loads(args.worker or args.one_boot)
         setup = Setup.from_json(json.dumps(job["setup"]))
         mode = job.get("mode", "one_boot")
@@ -592,10 +593,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print("RESULT " + json.dumps(res), flush=True)
         return res
     from capdrift_fast.config import EngineConfig, default_data_dir
-    from capdrift_fast.engines.vllm_engine import _quiet_vllm_env
+    from capdrift_fast.engines.vllm_engine import quiet_vllm_env
     from kernels_bench.assets import SHAPES, build_adapters, ensure_model
 
-    _quiet_vllm_env()
+    quiet_vllm_env()
     default_max_loras = EngineConfig().max_loras
     modes = [m for m in args.modes.split(",") if m]
     unknown = set(modes) - set(MODES)

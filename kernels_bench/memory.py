@@ -71,13 +71,13 @@ def worker(mode: str, n_requests: int, n_adapters: int, max_tokens: int, shape: 
     import polars as pl
 
     from capdrift_fast.config import AdapterConfig, EngineConfig, ModelConfig, SamplingConfig, default_data_dir
-    from capdrift_fast.engines.vllm_engine import VLLMEngine, _quiet_vllm_env
+    from capdrift_fast.engines.vllm_engine import VLLMEngine, quiet_vllm_env
     from capdrift_fast.rundir import ShardWriter
     from capdrift_fast.pipeline.plan import PLAN_SCHEMA
     from kernels_bench.assets import SHAPES, build_adapters, ensure_model
     from kernels_bench.e2e import load_prompts
 
-    _quiet_vllm_env()
+    quiet_vllm_env()
     model = ensure_model(assets, shape, "float32", "cpu", default_data_dir())
     paths = build_adapters(assets / f"adapters-{shape}-float32", SHAPES[shape], n_adapters, 8, str(model))
     per_model = -(-n_requests // (n_adapters + 1))
@@ -115,7 +115,7 @@ def worker(mode: str, n_requests: int, n_adapters: int, max_tokens: int, shape: 
 
             sp = SamplingParams(temperature=0.0, max_tokens=max_tokens, ignore_eos=True)
             all_prompts = (prompts * len(names))[:n_requests]
-            loras = [eng._lora.get(m) for m in range(len(names)) for _ in range(per_model)][:n_requests]
+            loras = [eng.lora_request(names[m]) for m in range(len(names)) for _ in range(per_model)][:n_requests]
             outs = eng.llm.generate(all_prompts, sp, lora_request=loras, use_tqdm=False)
             tokens = sum(len(o.outputs[0].token_ids) for o in outs)
             done = len(outs)

@@ -58,11 +58,11 @@ def run_engine(job: dict[str, Any]) -> list[dict[str, Any]]:
     import polars as pl
 
     from capdrift_fast.config import AdapterConfig, EngineConfig, ModelConfig, SamplingConfig
-    from capdrift_fast.engines.vllm_engine import VLLMEngine, _quiet_vllm_env
+    from capdrift_fast.engines.vllm_engine import VLLMEngine, quiet_vllm_env
     from capdrift_fast.rundir import ShardWriter
     from capdrift_fast.pipeline.plan import PLAN_SCHEMA
 
-    _quiet_vllm_env()
+    quiet_vllm_env()
     a = job["args"]
     paths = [Path(p) for p in job["paths"]]
     names = ["base"] + [p.name for p in paths]
@@ -138,11 +138,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {"records": recs}
 
     from capdrift_fast.config import default_data_dir
-    from capdrift_fast.engines.vllm_engine import _quiet_vllm_env
+    from capdrift_fast.engines.vllm_engine import quiet_vllm_env
     from kernels_bench.assets import SHAPES, build_adapters, ensure_model
     from kernels_bench.e2e import load_prompts
 
-    _quiet_vllm_env()
+    quiet_vllm_env()
     data_dir = default_data_dir()
     model = ensure_model(args.assets, args.shape, args.dtype, args.device, data_dir)
     paths = build_adapters(args.assets / f"adapters-{args.shape}-{args.dtype}", SHAPES[args.shape], args.adapters,

@@ -22,6 +22,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from capdrift_fast.errors import ConfigError, EngineError
+from capdrift_fast.logs import forward_to, get_logger
+
+log = get_logger(__name__)
 
 REPLICAS_DIR = "replicas"
 
@@ -75,7 +78,11 @@ def run_replicas(config: Path, run_dir: Path, size: int, tensor_parallel: int, a
         EngineError: a replica failed (its exit code; its own error message is in the output above; the
             other replicas' work is kept, and running the same command again resumes every replica).
     """
-    say = notify or (lambda msg: None)
+    with forward_to(notify):
+        return _run_replicas(config, run_dir, size, tensor_parallel, allow_pickle)
+
+
+def _run_replicas(config: Path, run_dir: Path, size: int, tensor_parallel: int, allow_pickle: bool) -> list[Path]:
     devices = replica_devices(visible_gpus(), size, tensor_parallel)
     run_dir = Path(run_dir).resolve()
     procs = []
@@ -87,7 +94,7 @@ def run_replicas(config: Path, run_dir: Path, size: int, tensor_parallel: int, a
         env = dict(os.environ)
         if dev is not None:
             env["CUDA_VISIBLE_DEVICES"] = dev
-        say(f"replica {rank}/{size}: {'GPUs ' + dev if dev is not None else 'CPU'}, folder {out}")
+        log.info(f"replica {rank}/{size}: {'GPUs ' + dev if dev is not None else 'CPU'}, folder {out}")
         procs.append((rank, out, subprocess.Popen(cmd, env=env)))
     failed = []
     try:

@@ -16,7 +16,7 @@ message naming the shard folder and what to do:
 Then the generation files are hard-linked (copied across file systems) into ``RUN_DIR/generations/``, the
 parity guard's verdicts are combined (a model is ``suspect`` when any shard flagged it, checked when any
 shard checked it), and ``RUN_DIR`` is scored and reported exactly as an unsharded run
-(:func:`capdrift_fast.runner.score_run`, :func:`capdrift_fast.report.write_report`). Merging again into
+(:func:`capdrift_fast.pipeline.score.score_run`, :func:`capdrift_fast.report.write_report`). Merging again into
 the same ``RUN_DIR`` redoes it (e.g. after resuming a shard).
 """
 
@@ -39,9 +39,16 @@ from capdrift_fast.errors import RunDirError
 from capdrift_fast.rundir.atomic import atomic_write
 from capdrift_fast.rundir.hashing import changed_files
 from capdrift_fast.rundir.resume import CONFIG_FILE, PLAN_FILE, RUN_FILE, config_differences
-from capdrift_fast.rundir.shards import SHARD_GLOB, read_shard
+from capdrift_fast.rundir.shards import SHARD_GLOB, read_generations, read_shard
+from capdrift_fast.logs import forward_to, get_logger
 from capdrift_fast.pipeline.parity import ParityResult
 from capdrift_fast.pipeline.plan import PLAN_SCHEMA, Plan, build_plan
+from capdrift_fast.pipeline.score import coverage_gaps, score_run
+from capdrift_fast.report import write_report
+from capdrift_fast.rundir.folder import RunFolder
+from capdrift_fast.runner import RunResult
+
+log = get_logger(__name__)
 
 MERGE_KEY = "merged_from"
 """``run.json`` key of a merged run folder: one entry per shard (index, folder, run id, files)."""
@@ -193,9 +200,6 @@ def read_shard_generations(s: ShardFolder) -> pl.DataFrame:
             raise RunDirError(f"{path} holds generations of run {sorted(runs)[0]}, not of {s.label}'s run "
                               f"{s.run.get('run_id')}; move it out of the folder")
         tables.append(pl.from_arrow(table))
-    from capdrift_fast.rundir import read_generations
-    from capdrift_fast.runner import coverage_gaps
-
     gens = pl.concat(tables) if tables else read_generations(s.path / "generations").collect()
     planned = s.plan.get_column("request_id")
     missing, doubled, extra = coverage_gaps(planned, gens)
@@ -312,7 +316,7 @@ def merge(
     data_dir: str | Path | None = None,
     notify: Callable[[str], None] | None = None,
     report: bool = True,
-):  # -> RunResult (import kept lazy: runner imports the engine layer's types)
+) -> RunResult:
     """Merge the shard folders of one split run into the run folder ``out`` and score it.
 
     Args:
@@ -320,7 +324,7 @@ def merge(
         out: the merged run folder (created; a previous merge there is redone).
         data_dir: benchmark data root for scoring when it sits elsewhere than where the shards ran
             (default: the config's ``data_dir``); prompts must still equal those the shards ran.
-        notify: called with one-line progress messages.
+        notify: also called with each progress message (they go to the ``capdrift_fast`` loggers).
         report: end by writing the report into ``out``.
 
     Returns:
@@ -331,9 +335,11 @@ def merge(
         RunDirError: a check of the module docstring failed (the message names the shard folder).
         DataError: the data cannot be read for the full plan.
     """
-    from capdrift_fast.runner import RunResult, score_run, write_json, write_parquet
+    with forward_to(notify):
+        return _merge(shard_dirs, out, data_dir, report)
 
-    say = notify or (lambda msg: None)
+
+def _merge(shard_dirs: list[str | Path], out: str | Path, data_dir: str | Path | None, report: bool) -> RunResult:
     if not shard_dirs:
         raise RunDirError("no shard folder given; pass every shard folder of the split run")
     paths = [Path(d).expanduser().resolve() for d in shard_dirs]
@@ -353,7 +359,7 @@ def merge(
     plan: Plan = build_plan(served)
     check_union(shards, plan.requests)
     count = int(shards[0].shard["count"])
-    say(f"{count} shard(s) cover the {plan.requests.height} planned requests exactly once")
+    log.info(f"{count} shard(s) cover the {plan.requests.height} planned requests exactly once")
 
     out = Path(out).expanduser().resolve()
     _prepare_out(out, shards)
@@ -368,30 +374,29 @@ def merge(
         merged_from.append({"index": s.shard["index"], "count": count, "dir": str(s.path),
                             "run_id": s.run.get("run_id"), "requests": s.plan.height, "files": names})
     run_id = f"{cfg.run_name}-merged-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    write_json(shards[0].config, out / CONFIG_FILE)
-    write_json({"run_id": run_id, "created_at": time.time(),
-                "assignment_sha256": shards[0].shard.get("assignment_sha256"), MERGE_KEY: merged_from}, out / RUN_FILE)
-    write_parquet(plan.requests, out / PLAN_FILE)
+    folder = RunFolder(out)
+    folder.write_json(folder.CONFIG, shards[0].config)
+    folder.write_run_info({"run_id": run_id, "created_at": time.time(),
+                           "assignment_sha256": shards[0].shard.get("assignment_sha256"), MERGE_KEY: merged_from})
+    folder.write_parquet(folder.PLAN, plan.requests)
     for name in ("preflight.json", "data_errors.json"):
         if (shards[0].path / name).is_file():
             shutil.copyfile(shards[0].path / name, out / name)
     parity_json = combine_parity(shards, plan.adapters)
-    write_json(parity_json, out / "parity.json")
+    folder.write_json(folder.PARITY, parity_json)
     suspect = {m: v["suspect"] for m, v in parity_json["models"].items()}
     for m in (m for m, v in suspect.items() if v):
-        say(f"SUSPECT: vLLM disagreed with transformers+peft on {m!r}'s canaries in a shard; its results are marked suspect")
+        log.warning(f"SUSPECT: vLLM disagreed with transformers+peft on {m!r}'s canaries in a shard; its results are marked suspect")
 
     generations = pl.concat(gens) if gens else pl.DataFrame()
-    matrix = score_run(out, plan, generations, suspect, served.drift, {a.name: a.label for a in served.adapters})
+    matrix = score_run(folder, plan, generations, suspect, served.drift, {a.name: a.label for a in served.adapters})
     manifest = _merged_manifest(shards, run_id, plan, generations, parity_json)
-    write_json(manifest, out / "manifest.json")
+    folder.write_json(folder.MANIFEST, manifest)
     parity = ParityResult(parity_json["status"], parity_json["mode"] or "-", suspect, parity_json["canaries"],  # type: ignore[arg-type]
                           message=parity_json["message"])
     result = RunResult(out, run_id, matrix, plan.requests.height, manifest["engine_start_s"], manifest["generation_s"],
                        manifest["output_tokens"], 0, None, None, parity, plan.skipped_rows, merged_shards=len(shards))
     if report:
-        from capdrift_fast.report import write_report
-
         write_report([out], out, samples=plan.samples)
     return result
 

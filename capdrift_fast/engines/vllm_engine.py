@@ -30,7 +30,7 @@ from typing import Any
 
 import polars as pl
 
-from capdrift_fast.config import AdapterConfig, EngineConfig, ModelConfig, SamplingConfig
+from capdrift_fast.config import BASE_NAME, AdapterConfig, EngineConfig, ModelConfig, SamplingConfig
 from capdrift_fast.engines.prompts import encode_prompts, resolve_prompt_format
 from capdrift_fast.errors import EngineError
 from capdrift_fast.engines.order import order_requests
@@ -58,12 +58,17 @@ def release_free_heap() -> bool:
     return True
 
 
-def _quiet_vllm_env() -> None:
+def quiet_vllm_env() -> None:
+    """Environment for an in-process, quiet vLLM (call before importing vLLM): engine core in this process
+    (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) and only vLLM's errors on the console."""
     # In-process engine core: starts in seconds rather than ~30 s on CPU and needs no __main__ guard.
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     # vLLM's own warnings (deprecations, CPU tuning hints) drown the tool's output; errors still show.
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\..*")
+
+
+_quiet_vllm_env = quiet_vllm_env  # the name before 0.2 (private then)
 
 
 def _on_cpu() -> bool:
@@ -100,14 +105,13 @@ class VLLMEngine:
     """
 
     def __init__(self, model: ModelConfig, engine: EngineConfig, adapters: list[AdapterConfig], seed: int = 0) -> None:
-        _quiet_vllm_env()
+        quiet_vllm_env()
         try:
             from vllm import LLM
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise EngineError(
                 f"vLLM is not importable ({exc}). Install the 'cpu' or 'gpu' extra: pip install -e '.[cpu]'"
             ) from None
-        from vllm.lora.request import LoRARequest
 
         self.settings = engine
         self.adapters = adapters
@@ -141,9 +145,24 @@ class VLLMEngine:
         self.prompt_format = resolve_prompt_format(self.tokenizer, model.prompt_format)
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         self.dtype = str(self.llm.llm_engine.model_config.dtype).removeprefix("torch.")
-        self._lora = {
-            i + 1: LoRARequest(lora_name=a.name, lora_int_id=i + 1, lora_path=a.path) for i, a in enumerate(adapters)
-        }
+        self._loaded = 0
+        self._lora: dict[str, Any] = {}
+        self.reload_adapters()
+
+    def reload_adapters(self) -> None:
+        """Give every adapter a fresh vLLM LoRA id (1..N on the first call, then N+1..2N, ...), so the next
+        :meth:`generate` loads each adapter again, cold (benchmarks time repetitions this way)."""
+        from vllm.lora.request import LoRARequest
+
+        n = len(self.adapters)
+        self._lora = {a.name: LoRARequest(lora_name=a.name if not self._loaded else f"{a.name}-{self._loaded}",
+                                          lora_int_id=self._loaded * n + i + 1, lora_path=a.path)
+                      for i, a in enumerate(self.adapters)}
+        self._loaded += 1
+
+    def lora_request(self, adapter: str) -> Any:
+        """vLLM's ``LoRARequest`` serving ``adapter`` (an adapter name), or None for the base model."""
+        return self._lora.get(adapter)
 
     def close(self) -> None:
         """Release the engine (and its GPU memory where possible) so the parity reference can load."""
@@ -195,7 +214,7 @@ class VLLMEngine:
         self._check_lengths(requests)
         phases = [requests]
         if self.settings.isolate_base if isolate_base is None else isolate_base:
-            is_base = pl.col("lora_id") == 0
+            is_base = pl.col("adapter") == BASE_NAME
             phases = [p for p in (requests.filter(is_base), requests.filter(~is_base)) if p.height]
         phases = [order_requests(p, self.settings.request_order) for p in phases]
         for phase in phases:
@@ -244,7 +263,7 @@ class VLLMEngine:
                     )
                     try:
                         engine.add_request(row["request_id"], {"prompt_token_ids": ids}, params,
-                                           lora_request=self._lora.get(row["lora_id"]))
+                                           lora_request=self._lora.get(row["adapter"]))
                     except Exception as exc:
                         raise EngineError(f"vLLM rejected request {row['request_id']!r}: {exc}") from exc
                     row["prompt_tokens"] = len(ids)

@@ -1,7 +1,8 @@
-"""Scoring: generations -> one row per generation with its metric values.
+"""The score stage: generations -> one row per generation with its metric values (``scores.parquet``), then
+the drift matrix (``matrix.parquet``, with the parity guard's ``suspect``) and drift scores (``drift.parquet``).
 
-Each task scores its own generations (see :mod:`capdrift_fast.benchmarks`) with the metric families here,
-each checked against its reference implementation in ``tests/metrics/``:
+Each task scores its own generations (see :mod:`capdrift_fast.benchmarks`) with the metric families of
+:mod:`capdrift_fast.metrics`, each checked against its reference implementation in ``tests/metrics/``:
 
 - :mod:`.ifeval`: IFEval checkers, strict/loose, prompt/instruction level (google-research, lm-eval);
 - :mod:`.numeric`: GSM8K numeric match, lm-eval's ``strict-match`` and ``flexible-extract``;
@@ -13,10 +14,16 @@ each checked against its reference implementation in ``tests/metrics/``:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import polars as pl
 
+from capdrift_fast.analysis.drift import analyze, mark_suspect
 from capdrift_fast.benchmarks.base import Task
+from capdrift_fast.config import DriftConfig
+from capdrift_fast.errors import EngineError
+from capdrift_fast.pipeline.plan import Plan
+from capdrift_fast.rundir.folder import RunFolder
 
 ID_COLUMNS = ("request_id", "adapter", "task", "sample_id")
 
@@ -47,3 +54,51 @@ def score_generations(
     if not parts:
         return gens.drop("response").head(0)
     return pl.concat(parts, how="diagonal_relaxed").sort("task", "adapter", "sample_id")
+
+
+def coverage_gaps(planned: pl.Series, generations: pl.DataFrame) -> tuple[list[str], list[str], list[str]]:
+    """Request ids ``(missing, doubled, unplanned)``: planned ids with no generation, ids with more than
+    one, and generated ids that were not planned (``generations`` needs a ``request_id`` column)."""
+    counts = generations.group_by("request_id").len()
+    missing = planned.filter(~planned.is_in(counts.get_column("request_id"))).to_list()
+    doubled = counts.filter(pl.col("len") > 1).get_column("request_id").to_list()
+    extra = counts.filter(~pl.col("request_id").is_in(planned)).get_column("request_id").to_list()
+    return missing, doubled, extra
+
+
+def check_coverage(plan: Plan, generations: pl.DataFrame) -> None:
+    """Every planned request appears exactly once among the generations.
+
+    Raises:
+        EngineError: requests are missing, doubled, or unplanned (counts and examples in the message).
+    """
+    missing, doubled, extra = coverage_gaps(plan.requests.get_column("request_id"), generations)
+    if doubled or missing or extra:
+        raise EngineError(
+            f"generations do not cover the plan exactly once: {len(missing)} missing (e.g. {missing[:3]}), "
+            f"{len(doubled)} doubled (e.g. {doubled[:3]}), {len(extra)} unplanned (e.g. {extra[:3]})"
+        )
+
+
+def score_run(run_dir: Path | RunFolder, plan: Plan, generations: pl.DataFrame | None = None,
+              suspect: dict[str, bool | None] | None = None, drift: DriftConfig | None = None,
+              labels: dict[str, str] | None = None) -> pl.DataFrame:
+    """Score the shards of ``run_dir`` into ``scores.parquet``, ``matrix.parquet`` (with the parity
+    guard's ``suspect`` flags when given) and ``drift.parquet`` (statistics with ``drift`` settings;
+    ``labels``: adapter -> nominal label); return the matrix.
+
+    Raises:
+        EngineError: the generations do not cover the plan exactly once.
+    """
+    folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
+    if generations is None:
+        generations = folder.scan_generations().collect()
+    check_coverage(plan, generations)
+    scores = score_generations(generations, plan.tasks, plan.samples)
+    analysis = analyze(scores, plan.tasks, drift, labels)
+    matrix = analysis.matrix if suspect is None else mark_suspect(analysis.matrix, suspect)
+    folder.write_parquet(folder.SCORES, scores)
+    folder.write_parquet(folder.MATRIX, matrix)
+    folder.write_parquet(folder.DRIFT, analysis.drift)
+    return matrix
+

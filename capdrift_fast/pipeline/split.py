@@ -21,12 +21,14 @@ from __future__ import annotations
 import hashlib
 import heapq
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from capdrift_fast.config import RunConfig
 from capdrift_fast.errors import ConfigError
+from capdrift_fast.pipeline.plan import PLAN_SCHEMA, Plan
 
 if TYPE_CHECKING:
     from capdrift_fast.config import ModelConfig
@@ -169,3 +171,23 @@ def count_prompt_tokens(model: "ModelConfig", requests: pl.DataFrame, engine: An
         ids = encode_prompts(tok, prompts, resolve_prompt_format(tok, model.prompt_format))
     return uniq.select("task", "sample_id").with_columns(
         prompt_tokens=pl.Series([len(i) for i in ids], dtype=pl.Int64))
+
+
+def shard_plan(served: RunConfig, plan: Plan, shard: ShardSpec, engine: Any = None) -> tuple[Plan, dict[str, Any]]:
+    """``plan`` restricted to ``shard``'s requests, and the shard's identity for ``run.json``: ``index``,
+    ``count``, ``assignment_sha256`` (digest of the whole split), ``n_plan`` (requests of the whole plan),
+    ``requests`` and ``expected_tokens`` of this shard, and ``split`` (requests, samples, expected tokens
+    of every shard). Prompt tokens are counted with ``engine``'s tokenizer when given, else the model's.
+
+    Raises:
+        EngineError: the model's tokenizer cannot be loaded.
+    """
+    tokens = count_prompt_tokens(served.model, plan.requests, engine)
+    assigned = assign_shards(plan.requests, tokens, shard.count)
+    split = shard_summary(assigned, shard.count)
+    mine = assigned.filter(pl.col("shard") == shard.index).select(list(PLAN_SCHEMA))
+    info = {"index": shard.index, "count": shard.count, "assignment_sha256": assignment_digest(assigned),
+            "n_plan": plan.requests.height, "requests": mine.height,
+            "expected_tokens": split[shard.index]["expected_tokens"], "split": split}
+    return replace(plan, requests=mine), info
+

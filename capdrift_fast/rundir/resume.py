@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from capdrift_fast.config import RunConfig
 from capdrift_fast.errors import RunDirError
 from capdrift_fast.rundir.atomic import atomic_write, atomic_write_text
+from capdrift_fast.rundir.folder import RunFolder
 from capdrift_fast.rundir.shards import SHARD_GLOB, TMP_GLOB, read_shard
 
 RUN_FILE = "run.json"
@@ -157,7 +158,7 @@ def open_run(run_dir: str | Path, cfg: RunConfig, requests: pl.DataFrame,
         info: dict[str, Any] = {"run_id": run_id, "created_at": time.time()}
         if shard is not None:
             info["shard"] = shard
-        atomic_write_text(run_file, json.dumps(info, indent=2))
+        RunFolder(run_dir).write_run_info(info)  # with the run-folder format version
         state = RunState(run_dir, run_id, resumed=False, shard=shard)
     atomic_write(run_dir / PLAN_FILE, lambda tmp: requests.write_parquet(tmp))
     gen_dir.mkdir(parents=True, exist_ok=True)

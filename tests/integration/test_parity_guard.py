@@ -27,10 +27,12 @@ def misserved_run(demo_cfg, engine, hf_reference, tmp_path_factory):
 
     cfg = demo_cfg.model_copy(update={"engine": demo_cfg.engine.model_copy(update={"isolate_base": False})})
     cpu_lora.uninstall()
+    settings, engine.settings = engine.settings, cfg.engine  # isolate_base is the vLLM backend's own setting
     try:
         return run(cfg, tmp_path_factory.mktemp("run") / "misserved", progress=False, engine=engine,
                    reference=hf_reference)
     finally:
+        engine.settings = settings
         if engine.cpu_lora_ops == "grouped":
             cpu_lora.install()
 
