@@ -71,3 +71,15 @@ def hf_reference(demo_cfg):
     from capdrift_fast.engines.hf_reference import HFReference
 
     return HFReference(demo_cfg.model, demo_cfg.adapters)
+
+
+ENGINE_FIXTURES = {"engine", "demo_run", "hf_reference"}
+"""Fixtures that start the real vLLM engine or load the transformers+peft reference."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses an engine fixture carries the ``engine`` marker (so ``-m "not engine"`` is fast)."""
+    for item in items:
+        if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("engine") is None:
+            item.add_marker(pytest.mark.engine)

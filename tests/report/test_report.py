@@ -161,6 +161,8 @@ def _set_cell(run_dir: Path, adapter: str, task: str, metric: str, adapter_value
                        .when(hit & (pl.col("adapter") == BASE_NAME)).then(base_value)
                        .otherwise(pl.col(metric)).alias(metric))
     s.write_parquet(run_dir / "scores.parquet")
+    for stale in ("matrix.parquet", "drift.parquet"):  # the report reads these; without them it analyses the scores
+        (run_dir / stale).unlink()
 
 
 def test_sign_flips_across_seeds_and_configurations_are_marked(demo_run, tmp_path):
