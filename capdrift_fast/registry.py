@@ -1,13 +1,13 @@
-"""Name -> object registries for benchmarks and metrics, with entry-point groups for plugins.
+"""Name -> object registries for benchmarks, metrics and answer filters, with entry-point groups for plugins.
 
-Two registries, each filled from three sources, looked up lazily on first use:
+Three registries, each filled from three sources, looked up lazily on first use:
 
 - the built-in modules named in :data:`BUILTIN_MODULES` (imported by name, so this bottom layer imports
   nothing above it statically);
 - ``register()`` calls (decorators in those modules, or in user code before a run);
-- the installed packages' entry points in the groups ``capdrift_fast.benchmarks`` and
-  ``capdrift_fast.metrics`` (``importlib.metadata``; the entry point's name is the registered name, its
-  object the benchmark class or metric class), as lm-evaluation-harness and inspect_ai do.
+- the installed packages' entry points in the groups ``capdrift_fast.benchmarks``, ``capdrift_fast.metrics``
+  and ``capdrift_fast.filters`` (``importlib.metadata``; the entry point's name is the registered name, its
+  object the benchmark, metric or filter class), as lm-evaluation-harness and inspect_ai do.
 
 An unknown name raises :class:`~capdrift_fast.errors.UnknownNameError`: "unknown benchmark 'gsm8': Did you
 mean ...? Available: ...".
@@ -26,6 +26,7 @@ T = TypeVar("T")
 
 BENCHMARK_GROUP = "capdrift_fast.benchmarks"
 METRIC_GROUP = "capdrift_fast.metrics"
+FILTER_GROUP = "capdrift_fast.filters"
 
 BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
     BENCHMARK_GROUP: (
@@ -35,6 +36,7 @@ BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
         "capdrift_fast.benchmarks.template",
     ),
     METRIC_GROUP: ("capdrift_fast.metrics.registered",),
+    FILTER_GROUP: ("capdrift_fast.metrics.filters",),
 }
 """Modules whose import registers the built-in objects of each group (in this order)."""
 
@@ -121,6 +123,9 @@ benchmarks: Registry[Any] = Registry("benchmark", BENCHMARK_GROUP)
 metrics: Registry[Any] = Registry("metric", METRIC_GROUP)
 """Metric classes (:class:`capdrift_fast.metrics.base.Metric` subclasses) by name."""
 
+filters: Registry[Any] = Registry("filter", FILTER_GROUP)
+"""Answer filters (:class:`capdrift_fast.metrics.filters.Filter` subclasses) by name."""
+
 
 def register_benchmark(name: str) -> Callable[[T], T]:
     """Class decorator: register a benchmark class under ``name`` (``@register_benchmark("my_bench")``)."""
@@ -130,3 +135,9 @@ def register_benchmark(name: str) -> Callable[[T], T]:
 def register_metric(name: str) -> Callable[[T], T]:
     """Class decorator: register a metric class under ``name`` (``@register_metric("my_metric")``)."""
     return metrics.register(name)
+
+
+def register_filter(name: str) -> Callable[[T], T]:
+    """Class decorator: register an answer filter class under ``name`` (``@register_filter("my_filter")``)."""
+    return filters.register(name)
+

@@ -12,6 +12,7 @@ metrics by registered name with their options::
     choices: [yes, no]                # optional label space: a list, a row field, or "targets" (every target)
     num_fewshot: 2                    # with fewshot: {data: train.jsonl, seed: 0, sampler: random}
     stop: ["\\n"]
+    filters: [strip]                  # answer filters applied to every response (a metric may add its own)
     metrics: [exact_match, {metric: exact_match, name: em_nocase, ignore_case: true}]
 
 Data files: ``.jsonl`` rows are read with the run's ``data_errors`` policy (a bad row names file:line);
@@ -47,6 +48,7 @@ from capdrift_fast.benchmarks.base import Benchmark, MetricSpec, RowErrors, no_s
 from capdrift_fast.config import TaskConfigBase
 from capdrift_fast.errors import DataError, UnknownNameError
 from capdrift_fast.metrics.base import Metric
+from capdrift_fast.metrics.filters import Filter
 from capdrift_fast.metrics.random_guess import random_guess_scores
 from capdrift_fast.registry import register_benchmark
 
@@ -67,10 +69,35 @@ def _compile(source: str, what: str) -> jinja2.Template:
         raise ValueError(f"{what} is not a valid Jinja2 template: {exc.message} (line {exc.lineno})") from None
 
 
+class FilterEntry(BaseModel):
+    """One answer filter: a registered ``filter`` name and its options (every other key)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    filter: str
+
+    def build(self) -> Filter:
+        """The configured filter.
+
+        Raises:
+            ValueError: unknown filter name (with "Did you mean") or invalid options.
+        """
+        try:
+            cls = registry.filters.get(self.filter)
+        except UnknownNameError as err:
+            raise ValueError(str(err)) from None
+        return cls.model_validate(self.model_extra or {})
+
+
+def _filter_names(v: Any) -> Any:
+    return [{"filter": f} if isinstance(f, str) else f for f in v] if isinstance(v, list) else v
+
+
 class MetricEntry(BaseModel):
     """One metric of a template task: a registered ``metric`` name, the column ``name`` it gets (default:
     the metric's name), ``primary`` (shown in the CLI table; default: every metric), ``drift`` (stands for
-    the task in the drift score) and the metric's own options (every other key)."""
+    the task in the drift score), ``filters`` applied to the response for this metric only (after the
+    task's), and the metric's own options (every other key)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -78,6 +105,12 @@ class MetricEntry(BaseModel):
     name: str | None = None
     primary: bool = True
     drift: bool = False
+    filters: list[FilterEntry] = Field(default_factory=list)
+
+    @field_validator("filters", mode="before")
+    @classmethod
+    def _names(cls, v: Any) -> Any:
+        return _filter_names(v)
 
     @property
     def column(self) -> str:
@@ -126,6 +159,7 @@ class TemplateTaskConfig(TaskConfigBase):
     num_fewshot: int = Field(default=0, ge=0)
     fewshot: FewShotConfig = Field(default_factory=FewShotConfig)
     stop: list[str] = Field(default_factory=list)
+    filters: list[FilterEntry] = Field(default_factory=list)
     metrics: list[MetricEntry] = Field(min_length=1)
     version: str = "1.0"
     description: str = ""
@@ -140,6 +174,20 @@ class TemplateTaskConfig(TaskConfigBase):
     def _metrics_exist(cls, v: list[MetricEntry]) -> list[MetricEntry]:
         for m in v:
             m.build()  # unknown name ("Did you mean ...?") or bad options: refused before any engine starts
+            for f in m.filters:
+                f.build()
+        return v
+
+    @field_validator("filters", mode="before")
+    @classmethod
+    def _filter_names(cls, v: Any) -> Any:
+        return _filter_names(v)
+
+    @field_validator("filters")
+    @classmethod
+    def _filters_exist(cls, v: list[FilterEntry]) -> list[FilterEntry]:
+        for f in v:
+            f.build()
         return v
 
     @model_validator(mode="after")
@@ -174,6 +222,8 @@ class TemplateTask:
         self.num_fewshot = cfg.num_fewshot
         self.has_label_space = cfg.choices is not None
         self._metrics = [(m.column, m.build()) for m in cfg.metrics]
+        self._filters = [f.build() for f in cfg.filters]
+        self._metric_filters = {m.column: [f.build() for f in m.filters] for m in cfg.metrics}
         self.metrics = tuple(
             MetricSpec(m.column, metric.description or m.metric, primary=m.primary, binary=metric.binary, drift=m.drift)
             for m, (_, metric) in zip(cfg.metrics, self._metrics)
@@ -338,10 +388,11 @@ class TemplateTask:
     def score(self, generations: pl.DataFrame) -> pl.DataFrame:
         """Every configured metric per generation (``request_id`` + one Float64 column per metric)."""
         cols = ["response", "target"] + (["labels"] if self.has_label_space else [])
-        frame = generations.select(*cols)
-        return generations.select("request_id").with_columns(
-            [metric.score(frame).alias(column) for column, metric in self._metrics]
-        )
+        frame = generations.select(*cols).with_columns(response=_chain(pl.col("response"), self._filters))
+        return generations.select("request_id").with_columns([
+            metric.score(frame.with_columns(response=_chain(pl.col("response"), self._metric_filters[column])))
+            .alias(column) for column, metric in self._metrics
+        ])
 
     def random_baseline(self, samples: pl.DataFrame) -> dict[str, float]:
         """Kung & Peng's random-guess expectations of the SuperNI-normalised metrics this task reports
@@ -351,6 +402,13 @@ class TemplateTask:
         expected = random_guess_scores(samples)
         by_metric = {"normalized_exact_match": expected.get("exact_match"), "format_correct": expected.get("format_correct")}
         return {m.column: by_metric[m.metric] for m in self.cfg.metrics if by_metric.get(m.metric) is not None}
+
+
+def _chain(expr: pl.Expr, filters: list[Filter]) -> pl.Expr:
+    """``expr`` through ``filters`` in order."""
+    for f in filters:
+        expr = f.apply(expr)
+    return expr
 
 
 def _data_path(value: str, data_dir: Path) -> Path:

@@ -156,3 +156,39 @@ def test_missing_field_names_file_and_line(tmp_path: Path):
                                              "prompt": "{{ q }}", "target": "a", "metrics": ["exact_match"]})
     with pytest.raises(DataError, match=r"qa\.jsonl:2: prompt of task 'qa': 'q' is undefined"):
         build_task(cfg, tmp_path).samples()
+
+
+def test_lm_eval_gsm8k_filters_equal_builtin_strict_match(data_dir: Path):
+    """lm-eval's gsm8k.yaml strict-match as filters + exact_match options (regex filter, then exact match with
+    ignore_case and regexes_to_ignore) scores the demo's real generations as the built-in task does."""
+    builtin = build_task(GSM8KTaskConfig(benchmark="gsm8k", limit=24), data_dir)
+    tpl = build_task(_template("gsm8k_template.yaml", limit=24, metrics=[
+        {"metric": "exact_match", "name": "strict", "filters": [{"filter": "regex", "pattern": r"#### (\-?[0-9\.\,]+)"}],
+         "ignore_case": True, "regexes_to_ignore": [",", r"\$", r"(?s).*#### ", r"\.$"]},
+        {"metric": "exact_match", "name": "flexible", "ignore_case": True,
+         "filters": [{"filter": "regex", "pattern": r"(-?[$0-9.,]{2,})|(-?[0-9]+)", "group": 0, "select": "last"}],
+         "regexes_to_ignore": [",", r"\$", r"(?s).*#### ", r"\.$"]},
+    ]), data_dir)
+    gens = _responses("gsm8k")
+    a = _score(builtin, builtin.samples(), gens)
+    b = _score(tpl, tpl.samples(), gens)
+    assert a["numeric_match_strict"].to_list() == b["strict"].to_list()
+    assert a["numeric_match_flexible"].to_list() == b["flexible"].to_list()
+
+
+def test_filters_compose_and_unknown_filter_is_refused(tmp_path: Path):
+    from capdrift_fast.registry import filters
+
+    frame = pl.DataFrame({"r": ["  The Answer: YES\nmore", None]})
+    chain = [filters.get("first_line")(), filters.get("regex")(pattern=r"answer: (\w+)", fallback="none"),
+             filters.get("lowercase")(), filters.get("strip")()]
+    expr = pl.col("r")
+    for f in chain:
+        expr = f.apply(expr)
+    assert frame.select(expr).to_series().to_list() == ["none", "none"]  # case-sensitive pattern: no match
+    ci = filters.get("regex")(pattern=r"(?i)answer: (\w+)")
+    assert frame.select(filters.get("lowercase")().apply(ci.apply(pl.col("r")))).to_series().to_list() == ["yes", "[invalid]"]
+    task = {"benchmark": "template", "name": "qa", "data": "x.jsonl", "prompt": "{{ q }}", "target": "a",
+            "metrics": ["exact_match"], "filters": ["strp"]}
+    with pytest.raises(ConfigError, match="Did you mean 'strip'"):
+        load_config(_run_config(tmp_path, task))
