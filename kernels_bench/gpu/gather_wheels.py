@@ -59,7 +59,11 @@ MARGIN_MIB = 1.5
 STRIP = ("vllm/vllm_flash_attn/_vllm_fa2_C.abi3.so", "vllm/_moe_C_stable_libtorch.abi3.so", "vllm/vllm-rs",
          "vllm/_flashmla_C.abi3.so", "vllm/_flashmla_extension_C.abi3.so", "vllm/_qutlass_C.abi3.so",
          "vllm/_rust_tool_parser.abi3.so", "vllm/third_party/deep_gemm/include", "vllm/third_party/fmha_sm100",
-         *(f"vllm/third_party/deep_gemm/_C.cpython-3{v}-x86_64-linux-gnu.so" for v in (10, 11, 13, 14)))
+         *(f"vllm/third_party/deep_gemm/_C.cpython-3{v}-x86_64-linux-gnu.so" for v in (10, 11, 13, 14)),
+         # data files of carried packages: country-name translations (pycountry, 22 MiB; only its
+         # path is computed at import) and Mistral's tokenizer files (mistral_common, 36 MiB; a Llama
+         # never loads them)
+         "pycountry/locales", "mistral_common/data")
 # Asked for by a carried distribution, neither carried nor on the image, and never imported by the
 # benchmark (traced: vLLM imports them lazily, behind find_spec checks, or only for features not used:
 # video/audio inputs, MoE/MLA/FP8/Blackwell kernels, the OpenAI server, structured-output backends other
@@ -234,6 +238,16 @@ def _units(site: Path) -> list[tuple[str, list[str]]]:
     return units
 
 
+def unit_key(site: Path, paths: list[str]) -> str:
+    """sha256 of a unit's file list and sizes: an unchanged unit is not compressed again."""
+    h = hashlib.sha256()
+    for p in paths:
+        root = site / p
+        for f in sorted([root] if root.is_file() else (x for x in root.rglob("*") if x.is_file())):
+            h.update(f"{f.relative_to(site)}\0{f.stat().st_size}\n".encode())
+    return h.hexdigest()
+
+
 def _xz_tar(root: Path, paths: list[str], out: Path) -> None:
     """``tar`` of ``paths`` (relative to ``root``) compressed with xz -6 (the xz tool with 2 threads when
     present; else Python's lzma)."""
@@ -253,13 +267,16 @@ def _xz_tar(root: Path, paths: list[str], out: Path) -> None:
 def pack(site: Path, data_dir: Path | None, dest: Path, piece_mib: float) -> dict:
     """Units -> ``dest/pieces/pNN/`` (see module doc, step 4). Returns the manifest."""
     units_dir = dest / "units"
-    shutil.rmtree(units_dir, ignore_errors=True)
-    units_dir.mkdir(parents=True)
+    units_dir.mkdir(parents=True, exist_ok=True)
     sizes: dict[str, int] = {}
     raw: dict[str, int] = {}
     for name, paths in _units(site):
         t0 = time.time()
-        _xz_tar(site, paths, units_dir / f"{name}.tar.xz")
+        key = unit_key(site, paths)
+        key_file = units_dir / f"{name}.key"
+        if not (key_file.is_file() and key_file.read_text() == key and (units_dir / f"{name}.tar.xz").is_file()):
+            _xz_tar(site, paths, units_dir / f"{name}.tar.xz")
+            key_file.write_text(key)
         sizes[f"{name}.tar.xz"] = (units_dir / f"{name}.tar.xz").stat().st_size
         raw[f"{name}.tar.xz"] = sum((site / p).stat().st_size if (site / p).is_file() else
                                     sum(f.stat().st_size for f in (site / p).rglob("*") if f.is_file()) for p in paths)
