@@ -71,7 +71,7 @@ STRIP = ("vllm/vllm_flash_attn/_vllm_fa2_C.abi3.so", "vllm/_moe_C_stable_libtorc
 NEVER_IMPORTED = frozenset({
     "torchcodec", "pynvvideocodec", "flashinfer-python", "tilelang", "nvidia-cudnn-frontend", "nvtx",
     "fastsafetensors", "nvidia-cutlass-dsl", "quack-kernels", "tokenspeed-mla", "humming-kernels",
-    "lm-format-enforcer", "outlines-core", "lark", "compressed-tensors", "depyf", "watchfiles",
+    "lm-format-enforcer", "outlines-core", "lark", "compressed-tensors", "watchfiles",
     "python-json-logger", "ijson", "setproctitle", "anthropic", "model-hosting-container-standards", "mcp",
     "prometheus-fastapi-instrumentator", "numba", "blake3", "uvicorn", "fastapi-cli", "fastapi-cloud-cli",
     "httpx-sse", "sse-starlette", "pydantic-settings", "pyjwt", "jiter", "distro", "docstring-parser",
