@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -34,6 +35,29 @@ def test_requirements_pin_one_version_each_and_shadow_nothing_on_the_image():
     # what the benchmark imports besides vLLM, from the image or carried
     for name in ("polars", "pydantic", "pyarrow", "peft", "transformers", "safetensors", "tokenizers"):
         assert name in pins or name in image, name
+
+
+BENCH_MODULES = ("capdrift_fast.engine.vllm_engine", "capdrift_fast.engine.hf_reference", "capdrift_fast.io",
+                 "capdrift_fast.plan", "capdrift_fast.tasks", "capdrift_fast.config", "capdrift_fast.parity",
+                 "kernels_bench.e2e", "kernels_bench.assets", "kernels_bench.gpu.bench_gpu")
+
+
+def test_what_the_bench_imports_of_capdrift_fast_is_on_the_image_or_carried():
+    """The package's import surface on the bench's path (besides vLLM, imported lazily) must be met on
+    the device: a new module-level dependency of capdrift_fast fails here, not after a GPU call."""
+    code = ("import sys, json, importlib, importlib.metadata as md\n"
+            "before = {m.split('.')[0] for m in sys.modules}\n"
+            f"for m in {BENCH_MODULES!r}: importlib.import_module(m)\n"
+            "tops = {m.split('.')[0] for m in sys.modules} - before - set(sys.stdlib_module_names)\n"
+            "p2d = md.packages_distributions()\n"
+            "print(json.dumps(sorted({d for t in tops if not t.startswith('_') for d in p2d.get(t, [])})))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=GPU.parents[1]).stdout
+    dists = {gather_wheels.canon(d) for d in json.loads(out.strip().splitlines()[-1])} - {"capdrift-fast"}
+    assert "polars" in dists and "pydantic" in dists  # the check sees the package's real imports
+    on_device = set(gather_wheels.read_pins(GPU / "image-packages.txt")) | set(
+        gather_wheels.read_pins(GPU / "requirements-device.txt"))
+    assert not dists - on_device, f"imported by the bench, neither on the image nor carried: {dists - on_device}"
 
 
 def test_carried_set_fits_the_calls_and_the_budget():
