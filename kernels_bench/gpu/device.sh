@@ -1,66 +1,69 @@
 #!/usr/bin/env bash
-# Runs ON the GPU device machine (torch 2.11.0+cu130, no vLLM, no network), from the repository root.
+# Runs ON the GPU device machine (python3 3.12 + torch 2.11.0+cu130 from the image, no network), from the
+# repository root. ONE command for every call; only the carried piece changes (kernels_bench/gpu/README.md):
 #
-#   bash kernels_bench/gpu/device.sh receive   # move carried pieces to $STAGE, verify them (call once per piece)
-#   bash kernels_bench/gpu/device.sh install   # join + verify + pip install --no-deps --target $SITE; import check
-#   bash kernels_bench/gpu/device.sh bench     # 8B-shape random Llama + 32 rank-16 adapters; e2e + CUDA-graph check
+#   bash kernels_bench/gpu/device.sh go     carry: ["kernels_bench/gpu/.wheels/pieces/pNN"]
 #
-# Results go to $OUT (the device tool's return folder). Environment knobs (defaults): STAGE=/tmp/capdrift_gpu,
-# SITE=/tmp/site, PYTHON=python3, P=64 prompts, T=128 output tokens, N=32 adapters, RANK=16,
-# BOOT_N=1 (adapters of the measured boot-per-adapter run; the N=32 total is modelled from its boots),
-# REPS=1, MODES=ours,boot_per_adapter,generate_per_adapter,hf_peft,base_only, SHAPE=llama8b, DTYPE=bfloat16,
-# DEVICE=cuda, TUNE_ONLY (tune variants). `bash device.sh bench` with DEVICE=cpu SHAPE=tiny DTYPE=float32 KV=1
-# runs the same flow on a CPU (how it was checked without a GPU).
-set -euo pipefail
-STEP="${1:?usage: device.sh receive|install|bench}"
-STAGE="${STAGE:-/tmp/capdrift_gpu}"
-SITE="${SITE:-/tmp/site}"
+# Each call: (1) verify + unpack the carried piece into $SITE (pieces.py); (2) if the assets are not built
+# yet and the GSM8K prompts are in (piece p00), build the random 8B-shape model + N adapters on the GPU
+# (bench_gpu.py assets: torch/safetensors/tokenizers from the image); (3) once every piece is in: import
+# check, then the benchmark (bench_gpu.py bench) with a deadline inside this call's limit. Everything is
+# logged to $OUT/device.log; results: $OUT/gpu_bench.json (rewritten after every step), assets.json,
+# install_check.txt, nvidia_smi.csv, gpu_bench.png (<= 8 files, none deeper than $OUT/).
+#
+# Knobs (defaults): BUDGET_LEFT_S (unset: only the call limit bounds the benchmark) STAGE=/tmp/capdrift_gpu SITE=/tmp/site PYTHON=python3 CALL_LIMIT_S=600 MARGIN_S=45
+# N=32 RANK=16 P=64 T=128 MAX_LORAS=8 SHAPE=llama8b DTYPE=bfloat16 DEVICE=cuda STEPS=ours,base_only,parity,ours_eager,boot
+# REHEARSAL=1 (CPU here: unpack into $SITE but import from this environment, whose Python is not 3.12).
+set -uo pipefail
+T_CALL=$(date +%s)
+STEP="${1:?usage: device.sh go}"
+export STAGE="${STAGE:-/tmp/capdrift_gpu}" SITE="${SITE:-/tmp/site}"
 PY="${PYTHON:-python3}"
-OUT="${OUT:-$STAGE/out}"
-CARRIED=kernels_bench/gpu/.wheels/pieces
-mkdir -p "$STAGE/pieces" "$OUT"
-
-case "$STEP" in
-  receive)
-    [ -f "$CARRIED/manifest.json" ] && cp -f "$CARRIED/manifest.json" "$STAGE/pieces/"
-    for f in "$CARRIED"/wheels.tar.[0-9]*; do [ -e "$f" ] && mv -f "$f" "$STAGE/pieces/"; done
-    "$PY" kernels_bench/gpu/pieces.py check "$STAGE/pieces" || true
-    df -h /tmp | tail -1
-    ;;
-  install)
-    t0=$(date +%s)
-    "$PY" kernels_bench/gpu/pieces.py join "$STAGE/pieces" "$STAGE/wheels.tar"
-    rm -rf "$STAGE/wheels" && tar -xf "$STAGE/wheels.tar" -C "$STAGE" && rm -f "$STAGE/wheels.tar"
-    "$PY" -m pip install --no-deps --no-index --disable-pip-version-check --quiet --target "$SITE" "$STAGE"/wheels/*.whl
-    echo "installed $(ls "$STAGE"/wheels/*.whl | wc -l) wheels into $SITE in $(( $(date +%s) - t0 )) s"
-    PYTHONPATH="$SITE:$PWD" "$PY" - <<'PYEOF' 2>&1 | tee "$OUT/install_check.txt"
-import torch, vllm, polars, pyarrow, peft
-print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))
-print("vllm", vllm.__version__, "polars", polars.__version__, "peft", peft.__version__)
-from vllm import _C  # noqa: F401  (the compiled extension: libcudart.so.13 / libnvrtc.so.13)
-print("vllm._C ok")
+export OUT="${OUT:-$STAGE/out}"
+CALL_LIMIT_S="${CALL_LIMIT_S:-600}"; MARGIN_S="${MARGIN_S:-45}"
+# BUDGET_LEFT_S: the device tool's status.budget_left_s just before this call (900 at the start). The
+# benchmark's deadline keeps the whole procedure inside 12 of the 15 minutes (budget.py's constants):
+# 180 s kept back, 20 s for this call's transfers, 10 s to give the machine back.
+CALL_S=$(( CALL_LIMIT_S - MARGIN_S ))
+if [ -n "${BUDGET_LEFT_S:-}" ]; then B=$(( BUDGET_LEFT_S - 180 - 20 - 10 )); [ "$B" -lt "$CALL_S" ] && CALL_S=$B; fi
+export DEADLINE=$(( T_CALL + CALL_S ))
+export DEVICE="${DEVICE:-cuda}" SHAPE="${SHAPE:-llama8b}" DTYPE="${DTYPE:-bfloat16}" N="${N:-32}" RANK="${RANK:-16}"
+export DATA_DIR="$STAGE/data" VLLM_ENABLE_V1_MULTIPROCESSING=0 VLLM_LOGGING_LEVEL="${VLLM_LOGGING_LEVEL:-WARNING}"
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+mkdir -p "$STAGE" "$OUT"
+LOG="$OUT/device.log"
+[ "$STEP" = go ] || { echo "unknown step $STEP" >&2; exit 2; }
+if [ -n "${REHEARSAL:-}" ]; then export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"; else export PYTHONPATH="$SITE:$PWD"; fi
+{
+  echo "== call at $(date -u +%FT%TZ), deadline in $(( DEADLINE - T_CALL )) s"
+  nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv > "$OUT/nvidia_smi.csv" 2>&1 || true
+  "$PY" kernels_bench/gpu/pieces.py receive "${CARRIED:-kernels_bench/gpu/.wheels/pieces}" "$STAGE" "$SITE"; rc=$?
+  [ "$rc" = 4 ] && { echo "a carried unit failed its checksum: carry that piece again"; exit 4; }
+  df -h /tmp | tail -1
+  if [ -f "$DATA_DIR/gsm8k/test.jsonl" ] && [ ! -f "$STAGE/assets.done" ]; then
+    echo "== assets ($SHAPE, $DTYPE, N=$N rank $RANK on $DEVICE)"
+    "$PY" -m kernels_bench.gpu.bench_gpu assets --out "$OUT/gpu_bench.json" && touch "$STAGE/assets.done"
+  fi
+  if [ "$rc" = 0 ] && [ -f "$STAGE/assets.done" ]; then
+    echo "== import check ($(( $(date +%s) - T_CALL )) s into the call)"
+    "$PY" - <<'PYEOF' 2>&1 | tee "$OUT/install_check.txt"
+import time; t0 = time.time()
+import torch, vllm, polars, pyarrow, peft, transformers, pydantic
+print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")
+print("vllm", vllm.__version__, "from", vllm.__file__)
+print("polars", polars.__version__, "peft", peft.__version__, "transformers", transformers.__version__, "pydantic", pydantic.__version__)
+if torch.cuda.is_available():
+    import vllm._C_stable_libtorch  # noqa: F401  (links libcudart.so.13 / libnvrtc.so.13 from torch's CUDA)
+    from vllm.vllm_flash_attn.flash_attn_interface import FA3_AVAILABLE, FA3_UNAVAILABLE_REASON
+    print("vllm._C_stable_libtorch ok; FA3", FA3_AVAILABLE, FA3_UNAVAILABLE_REASON or "")
+import capdrift_fast.engines.vllm_engine  # noqa: F401
+print(f"import check ok in {time.time() - t0:.1f} s")
 PYEOF
-    ;;
-  bench)
-    export PYTHONPATH="$SITE:$PWD" VLLM_LOGGING_LEVEL="${VLLM_LOGGING_LEVEL:-WARNING}"
-    export CAPDRIFT_BENCH_ASSETS="${CAPDRIFT_BENCH_ASSETS:-$STAGE/assets}"
-    SHAPE="${SHAPE:-llama8b}"; DTYPE="${DTYPE:-bfloat16}"; DEVICE="${DEVICE:-cuda}"
-    N="${N:-32}"; RANK="${RANK:-16}"; P="${P:-64}"; T="${T:-128}"; BOOT_N="${BOOT_N:-1}"; REPS="${REPS:-1}"
-    MODES="${MODES:-ours,boot_per_adapter,generate_per_adapter,hf_peft,base_only}"
-    KV="${KV:-0}"   # 0 = vLLM sizes the KV cache from gpu_memory_utilization
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/nvidia_smi.csv" 2>&1 || true
-    # 1. the five modes on N adapters; each mode in a fresh process (GPU memory is freed at exit).
-    #    boot_per_adapter: measured on BOOT_N adapters + base (each boot a fresh process, as separate
-    #    lm-eval runs), modelled for N from those boots + generate_per_adapter's generation time.
-    "$PY" -m kernels_bench.e2e --device "$DEVICE" --shape "$SHAPE" --dtype "$DTYPE" --adapters "$N" --ranks "$RANK" \
-      --rank-sweep "" --prompts "$P" --max-tokens "$T" --kv-cache-gib "$KV" --max-model-len 2048 --reps "$REPS" \
-      --max-load 0 --threads 0 --modes "$MODES" --boot-max-n 0 --boot-probe-n "$BOOT_N" --out "$OUT/e2e_gpu.json" \
-      2>&1 | grep -v -E "^(INFO|DEBUG)" | tail -40
-    # 2. knobs of our pass on the GPU: CUDA graphs (enforce_eager), request order, max_loras
-    "$PY" -m kernels_bench.tune --device "$DEVICE" --shape "$SHAPE" --dtype "$DTYPE" --adapters "$N" --rank "$RANK" \
-      --prompts "$P" --max-tokens "$T" --kv-cache-gib "$KV" --max-model-len 2048 --reps "$REPS" --max-load 0 \
-      --threads 0 --isolate --only "${TUNE_ONLY:-baseline,enforce_eager (no CUDA graphs),interleaved,max_loras=8}" \
-      --out "$OUT/tune_gpu.json" 2>&1 | grep -v -E "^(INFO|DEBUG)" | tail -20
-    ;;
-  *) echo "unknown step $STEP" >&2; exit 2 ;;
-esac
+    echo "== bench ($(( DEADLINE - $(date +%s) )) s to the deadline)"
+    "$PY" -m kernels_bench.gpu.bench_gpu bench --out "$OUT/gpu_bench.json"
+    "$PY" -m kernels_bench.gpu.plot_gpu "$OUT/gpu_bench.json" "$OUT/gpu_bench.png" || true
+  else
+    echo "== not all pieces in yet (or no assets): next call carries the next piece"
+  fi
+  echo "== call done in $(( $(date +%s) - T_CALL )) s"
+} 2>&1 | tee -a "$LOG" | grep -v -E "^(INFO|DEBUG)"

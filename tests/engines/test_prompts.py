@@ -1,0 +1,54 @@
+"""Prompt encoding shared by vLLM and the transformers+peft reference (no engine started)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from capdrift_fast.demo import build_tokenizer
+from capdrift_fast.engines.prompts import encode_prompts, resolve_prompt_format
+
+# A Zephyr-style template: the template writes BOS itself, as most chat templates do.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def chat_tokenizer(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    from transformers import AutoTokenizer
+
+    out = tmp_path_factory.mktemp("tok")
+    build_tokenizer(data_dir, out)
+    tok = AutoTokenizer.from_pretrained(out)
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def test_auto_picks_chat_when_the_tokenizer_has_a_template(chat_tokenizer):
+    assert resolve_prompt_format(chat_tokenizer, "auto") == "chat"
+    assert resolve_prompt_format(chat_tokenizer, "raw") == "raw"
+
+
+def test_chat_prompts_are_token_ids_of_the_rendered_template(chat_tokenizer):
+    """transformers 5.x returns a dict-like BatchEncoding from ``apply_chat_template(tokenize=True)``;
+    the ids must be the ints of ``input_ids``, with BOS once (from the template, not added again)."""
+    prompts = ["Write a haiku about rain.", "Premise: The man broke his toe.\nQuestion: cause or effect?"]
+    ids = encode_prompts(chat_tokenizer, prompts, "chat")
+    assert len(ids) == 2
+    for p, got in zip(prompts, ids):
+        assert all(isinstance(i, int) for i in got)
+        want = chat_tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
+                                                  tokenize=True, return_dict=True)["input_ids"]
+        assert got == list(want)
+        assert got.count(chat_tokenizer.bos_token_id) == 1 and got[0] == chat_tokenizer.bos_token_id
+        text = chat_tokenizer.decode(got)
+        assert text.startswith("<s><|user|>\n" + p) and text.endswith("<|assistant|>\n")
+
+
+def test_raw_prompts_get_the_tokenizers_own_bos(chat_tokenizer):
+    (ids,) = encode_prompts(chat_tokenizer, ["Hello there"], "raw")
+    assert ids[0] == chat_tokenizer.bos_token_id
+    assert chat_tokenizer.decode(ids[1:]) == "Hello there"
