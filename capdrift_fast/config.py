@@ -373,8 +373,8 @@ def _read_yaml(path: Path, what: str) -> Any:
 
 
 def find_task_file(ref: str, task_paths: list[Path], base: Path) -> Path:
-    """The task YAML that ``ref`` names: a path (relative to ``base``) or a task name, looked up as
-    ``<name>.yaml``/``.yml`` in each folder of ``task_paths`` (in order, recursively).
+    """The task YAML that ``ref`` names: a path (relative to ``base``), else a task name or file name, looked
+    up as ``<name>.yaml``/``.yml`` in each folder of ``task_paths`` (in order, recursively).
 
     Raises:
         ConfigError: no such file; the message lists the task names found in ``task_paths``.
@@ -388,8 +388,9 @@ def find_task_file(ref: str, task_paths: list[Path], base: Path) -> Path:
         for f in sorted(folder.rglob("*")):
             if f.suffix in TASK_FILE_SUFFIXES:
                 known.setdefault(f.stem, f)
-    if ref in known:
-        return known[ref].resolve()
+    name = Path(ref).stem if Path(ref).suffix in TASK_FILE_SUFFIXES else ref
+    if name in known:
+        return known[name].resolve()
     raise ConfigError(str(UnknownNameError("task file", ref, known)) + f" (searched task_paths: "
                       f"{', '.join(map(str, task_paths)) or 'none'}; add the folder with task_paths: or --include-path)")
 

@@ -146,6 +146,8 @@ def test_task_paths_and_include_overrides(tmp_path: Path, data_dir: Path):
     assert samples["target"].to_list() == [["Paris"], ["Tokyo"], ["8"]]
     by_name = load_config(_run_config(tmp_path, "my_qa"), include_paths=[TASKS])
     assert by_name.tasks[0].task_name() == "my_qa"
+    by_file = load_config(_run_config(tmp_path, {"include": "gsm8k_5shot.yaml", "limit": 2}), include_paths=[TASKS])
+    assert by_file.tasks[0].task_name() == "gsm8k_5shot_tpl" and by_file.tasks[0].num_fewshot == 5
     with pytest.raises(ConfigError, match="Did you mean 'my_qa'"):
         load_config(_run_config(tmp_path, "my_q"), include_paths=[TASKS])
 
