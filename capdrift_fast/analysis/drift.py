@@ -30,7 +30,16 @@ import polars as pl
 
 from capdrift_fast.config import BASE_NAME, DriftConfig
 from capdrift_fast.errors import ConfigError
-from capdrift_fast.analysis.stats import benjamini_hochberg, bootstrap_replicates, mcnemar_exact, percentile_ci, sign_flip_test
+from capdrift_fast.analysis.stats import (
+    benjamini_hochberg,
+    bootstrap_replicates,
+    flip_counts,
+    mcnemar_exact,
+    mde_mcnemar,
+    mde_paired,
+    percentile_ci,
+    sign_flip_test,
+)
 from capdrift_fast.benchmarks.base import Task
 
 MATRIX_SCHEMA = {
@@ -38,12 +47,20 @@ MATRIX_SCHEMA = {
     "base_score": pl.Float64, "delta": pl.Float64, "n": pl.UInt32,
     "ci_low": pl.Float64, "ci_high": pl.Float64, "test": pl.Utf8, "p_value": pl.Float64,
     "q_value": pl.Float64, "significant": pl.Boolean, "on_target": pl.Boolean, "drift_metric": pl.Boolean,
+    "n_both": pl.UInt32, "n_adapter_only": pl.UInt32, "n_base_only": pl.UInt32, "n_neither": pl.UInt32,
+    "mde": pl.Float64,
 }
 """Columns of ``matrix.parquet``. ``ci_low``/``ci_high``: paired bootstrap interval of ``delta`` at
 ``DriftConfig.confidence`` (expanded percentile, :func:`capdrift_fast.analysis.stats.percentile_ci`); ``test``:
 ``mcnemar`` (binary metrics) or ``sign_flip`` (others), null for the base rows; ``p_value``/``q_value``: two-sided p and its BH-adjusted value over every adapter cell;
 ``significant``: ``q_value <= DriftConfig.fdr``; ``on_target``: the task is a target of the adapter's
-nominal label; ``drift_metric``: this metric stands for its task in the drift score."""
+nominal label; ``drift_metric``: this metric stands for its task in the drift score.
+``n_both``/``n_adapter_only``/``n_base_only``/``n_neither``: the paired 2x2 table behind the McNemar test
+(items both models got right, only the adapter, only the base, neither; :func:`~capdrift_fast.analysis.stats.flip_counts`),
+null for graded metrics and base rows; ``mde``: the minimum detectable effect, the smallest ``|delta|`` this
+cell's ``n`` detects with 80% power at two-sided level ``1 - confidence`` (binary: Connor 1987 at the observed
+discordant share, :func:`~capdrift_fast.analysis.stats.mde_mcnemar`; graded: :func:`~capdrift_fast.analysis.stats.mde_paired`),
+so a non-significant cell reads as "no effect" (mde small) or "too few items" (mde large)."""
 
 DRIFT_SCHEMA = {
     "adapter": pl.Utf8, "label": pl.Utf8, "drift_metrics": pl.List(pl.Utf8),
@@ -172,9 +189,17 @@ def _task_stats(paired: pl.DataFrame, task: Task, drift: DriftConfig) -> tuple[p
         p[binary] = mcnemar_exact(adapter[binary], base[binary], present[binary])
     if (~binary).any():
         p[~binary] = sign_flip_test((adapter - base)[~binary], weight[~binary], drift.n_perm, rng)
+    counts = flip_counts(adapter, base, present)
+    alpha = 1.0 - drift.confidence
+    mde = mde_paired(adapter - base, weight, alpha)
+    if binary.any():
+        mde[binary] = mde_mcnemar(present[binary].sum(axis=1), counts[binary, 1] + counts[binary, 2], alpha)
+    flip = {name: pl.Series(np.where(binary, counts[:, j], 0), dtype=pl.UInt32)
+            for j, name in enumerate(("n_both", "n_adapter_only", "n_base_only", "n_neither"))}
     stats = cells.select("adapter", "metric").with_columns(
         task=pl.lit(task.name), ci_low=pl.Series(low), ci_high=pl.Series(high),
         test=pl.Series(np.where(binary, "mcnemar", "sign_flip")), p_value=pl.Series(p),
+        **{name: pl.when(pl.Series(binary)).then(col) for name, col in flip.items()}, mde=pl.Series(mde),
     )
     return stats, reps
 
@@ -221,7 +246,8 @@ def analyze(
         for j, (a, m) in enumerate(stats.select("adapter", "metric").iter_rows()):
             replicates[(a, name, m)] = reps[:, j]
     stat_schema = {"adapter": pl.Utf8, "metric": pl.Utf8, "task": pl.Utf8, "ci_low": pl.Float64,
-                   "ci_high": pl.Float64, "test": pl.Utf8, "p_value": pl.Float64}
+                   "ci_high": pl.Float64, "test": pl.Utf8, "p_value": pl.Float64,
+                   **{c: pl.UInt32 for c in ("n_both", "n_adapter_only", "n_base_only", "n_neither")}, "mde": pl.Float64}
     stats = pl.concat(stat_parts) if stat_parts else pl.DataFrame(schema=stat_schema)
     matrix = matrix.join(stats, on=["adapter", "task", "metric"], how="left", maintain_order="left")
     q = benjamini_hochberg(matrix["p_value"].fill_null(np.nan).to_numpy())

@@ -205,3 +205,84 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     adj[order] = np.minimum(ranked, 1.0)
     q[ok] = adj
     return q
+
+
+def flip_counts(adapter: np.ndarray, base: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """The paired 2x2 (McNemar) table of binary outcomes, per cell.
+
+    Args:
+        adapter, base: ``(K, n)`` 0/1 outcomes.
+        mask: ``(K, n)`` or ``(n,)`` booleans, True where the item belongs to the cell (default all).
+
+    Returns:
+        ``(K, 4)`` integer counts: ``both`` right, ``adapter_only`` right (``b`` of :func:`mcnemar_exact`),
+        ``base_only`` right (``c``), ``neither`` right.
+    """
+    adapter = np.atleast_2d(adapter) > 0.5
+    base = np.atleast_2d(base) > 0.5
+    mask = np.ones(adapter.shape, bool) if mask is None else np.broadcast_to(np.asarray(mask, bool), adapter.shape)
+    return np.stack([(adapter & base & mask).sum(axis=1), (adapter & ~base & mask).sum(axis=1),
+                     (~adapter & base & mask).sum(axis=1), (~adapter & ~base & mask).sum(axis=1)], axis=1)
+
+
+def mde_mcnemar(n: np.ndarray, discordant: np.ndarray, alpha: float = 0.05, power: float = 0.8) -> np.ndarray:
+    """Minimum detectable effect of a paired binary comparison: the smallest ``|delta| = |p10 - p01|``
+    that a two-sided McNemar test at level ``alpha`` detects with probability ``power`` with ``n`` items.
+
+    Connor (1987), "Sample size for testing differences in proportions for the paired-sample design",
+    Biometrics 43(1):207-211, eq. (3): with ``psi`` the discordant proportion ``p10 + p01``,
+    ``n = (z_{1-alpha/2} sqrt(psi) + z_{power} sqrt(psi - delta^2))^2 / delta^2``; solved here for
+    ``delta`` at the observed ``psi`` (bisection on ``(0, psi]``; the right side falls as ``delta`` grows).
+    ``psi`` is floored at ``1/n`` (one discordant item), so a cell without discordant items reads as
+    "this ``n`` could not have seen less than ...", not as 0.
+
+    Args:
+        n: ``(K,)`` items per cell. discordant: ``(K,)`` discordant items ``b + c``.
+        alpha: two-sided level (per cell, before BH). power: ``1 - beta``.
+
+    Returns:
+        ``(K,)`` MDE in accuracy units (NaN where ``n = 0``); at most ``psi``.
+    """
+    from scipy.stats import norm
+
+    n = np.asarray(n, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        psi = np.clip(np.maximum(np.asarray(discordant, dtype=np.float64), 1.0) / n, 0.0, 1.0)
+    za, zb = norm.ppf(1 - alpha / 2), norm.ppf(power)
+
+    def need(delta: np.ndarray) -> np.ndarray:  # items Connor's formula needs to detect delta
+        return (za * np.sqrt(psi) + zb * np.sqrt(np.maximum(psi - delta ** 2, 0.0))) ** 2 / delta ** 2
+
+    lo, hi = np.zeros_like(psi), psi.copy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            ok = need(mid) <= n  # mid is detectable with n items
+            hi = np.where(ok, mid, hi)
+            lo = np.where(ok, lo, mid)
+    return np.where(n > 0, hi, np.nan)
+
+
+def mde_paired(diff: np.ndarray, weight: np.ndarray, alpha: float = 0.05, power: float = 0.8) -> np.ndarray:
+    """Minimum detectable effect of a paired mean difference (normal approximation):
+    ``(z_{1-alpha/2} + z_{power}) * sd_d / sqrt(n_eff)`` (Cohen 1988, *Statistical Power Analysis*, ch. 2;
+    the standard two-sided z power formula), with ``sd_d`` the weighted SD of the per-item differences
+    and ``n_eff = (sum w)^2 / sum w^2`` (Kish's effective sample size) for weighted items (IFEval ILA).
+
+    Args:
+        diff: ``(K, n)`` adapter minus base per item. weight: ``(K, n)`` or ``(n,)`` (0 = not in the cell).
+
+    Returns:
+        ``(K,)`` MDE in the metric's units (NaN for fewer than 2 items).
+    """
+    from scipy.stats import norm
+
+    diff = np.atleast_2d(np.asarray(diff, dtype=np.float64))
+    w = np.broadcast_to(np.asarray(weight, dtype=np.float64), diff.shape)
+    sw = w.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (w * diff).sum(axis=1) / sw
+        var = (w * (diff - mean[:, None]) ** 2).sum(axis=1) / sw
+        n_eff = sw ** 2 / (w ** 2).sum(axis=1)
+        out = (norm.ppf(1 - alpha / 2) + norm.ppf(power)) * np.sqrt(var * n_eff / np.maximum(n_eff - 1, 1e-12)) / np.sqrt(n_eff)
+    return np.where((w > 0).sum(axis=1) >= 2, out, np.nan)

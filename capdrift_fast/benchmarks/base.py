@@ -10,6 +10,17 @@ Samples frame columns (one row per sample, ``n_samples`` rows):
 ``score`` receives generations joined with the samples on ``sample_id`` and returns one row per
 generation: ``request_id`` plus one Float64 column per metric (1.0/0.0 for binary metrics) and any
 weight column a metric names.
+
+Optional hooks a task may provide (the report uses them when present; nothing names a benchmark):
+
+- ``breakdown(generations) -> DataFrame``: the units inside each item a metric averages over, long:
+  ``request_id``, ``unit`` (Int32, the unit's position in its item), ``group`` (Utf8), ``metric``,
+  ``value`` (0/1). IFEval gives one row per instruction, grouped by instruction id, so the report can
+  show instruction-level accuracy per instruction type (:mod:`capdrift_fast.analysis.breakdown`).
+- ``references(samples) -> Series``: one display string per sample (the reference/target shown in the
+  report's sample browser); default :func:`reference_texts`.
+- ``language``: ISO 639-1 code of the language responses should be in (default ``en``), for the report's
+  format-drift panel.
 """
 
 from __future__ import annotations
@@ -200,3 +211,26 @@ def no_samples_error(path: Path, errors: RowErrors) -> DataError:
     """The error for a data file none of whose rows is usable."""
     why = f" (all {len(errors.skipped)} rows read were malformed)" if errors.skipped else ""
     return DataError(f"{path}: no usable samples{why}")
+
+
+BREAKDOWN_SCHEMA = {"request_id": pl.Utf8, "unit": pl.Int32, "group": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64}
+"""Columns of a task's optional ``breakdown`` (see the module docstring)."""
+
+
+def reference_texts(task: Any, samples: pl.DataFrame) -> pl.Series:
+    """One display string per row of ``samples``: the task's own ``references`` when it has one, else its
+    ``target`` column (a list joined with `` | ``), else empty strings."""
+    hook = getattr(task, "references", None)
+    if callable(hook):
+        return hook(samples).cast(pl.Utf8).alias("reference")
+    if "target" in samples.columns:
+        col = samples["target"]
+        if isinstance(col.dtype, pl.List):
+            return col.cast(pl.List(pl.Utf8)).list.join(" | ").alias("reference")
+        return col.cast(pl.Utf8).alias("reference")
+    return pl.Series("reference", [""] * samples.height, dtype=pl.Utf8)
+
+
+def task_language(task: Any) -> str:
+    """The language a task's responses should be in (its ``language`` attribute, default ``en``)."""
+    return str(getattr(task, "language", None) or "en")

@@ -15,6 +15,7 @@ from typing import Literal
 import polars as pl
 
 from capdrift_fast.benchmarks.base import (
+    BREAKDOWN_SCHEMA,
     Benchmark,
     MetricSpec,
     NoLabelSpace,
@@ -124,6 +125,28 @@ class IFEvalTask(NoLabelSpace):
             pl.col("inst_level_loose").list.mean().alias("ila_loose"),
             pl.col("inst_level_strict").list.len().cast(pl.Float64).alias("n_instructions"),
         )
+
+    def breakdown(self, generations: pl.DataFrame) -> pl.DataFrame:
+        """One row per instruction of each generation (``BREAKDOWN_SCHEMA``): ``group`` = the instruction id
+        (``change_case:english_lowercase``, ...), ``metric`` = ``ila_strict`` / ``ila_loose``, ``value`` 0/1 —
+        the instruction-level results whose micro-average is ILA (Zhou et al. 2023), by instruction type."""
+        scored = score_ifeval(generations.select("request_id", "response", "instruction_id_list", "kwargs"))
+        per = (
+            scored.select("request_id", pl.col("instruction_id_list").alias("group"),
+                          pl.col("inst_level_strict").alias("ila_strict"), pl.col("inst_level_loose").alias("ila_loose"))
+            .with_columns(unit=pl.int_ranges(pl.col("group").list.len()).cast(pl.List(pl.Int32)))
+            .explode("group", "ila_strict", "ila_loose", "unit")
+        )
+        return per.unpivot(["ila_strict", "ila_loose"], index=["request_id", "unit", "group"], variable_name="metric") \
+            .with_columns(pl.col("value").cast(pl.Float64)).select(list(BREAKDOWN_SCHEMA)).cast(BREAKDOWN_SCHEMA)
+
+    def references(self, samples: pl.DataFrame) -> pl.Series:
+        """The instructions to follow, one per line with their arguments (the sample browser's reference)."""
+        return pl.Series("reference", [
+            "\n".join(f"{i} {json.dumps({k: v for k, v in kw.items() if v is not None})}" if kw else i
+                      for i, kw in zip(ids, json.loads(kws)))
+            for ids, kws in zip(samples["instruction_id_list"].to_list(), samples["kwargs"].to_list())
+        ], dtype=pl.Utf8)
 
 
 @register_benchmark("ifeval")
