@@ -18,6 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
+from capdrift_fast.analysis.breakdown import item_breakdown
 from capdrift_fast.analysis.drift import analyze, mark_suspect
 from capdrift_fast.benchmarks.base import Task
 from capdrift_fast.config import DriftConfig
@@ -84,8 +85,9 @@ def score_run(run_dir: Path | RunFolder, plan: Plan, generations: pl.DataFrame |
               suspect: dict[str, bool | None] | None = None, drift: DriftConfig | None = None,
               labels: dict[str, str] | None = None) -> pl.DataFrame:
     """Score the shards of ``run_dir`` into ``scores.parquet``, ``matrix.parquet`` (with the parity
-    guard's ``suspect`` flags when given) and ``drift.parquet`` (statistics with ``drift`` settings;
-    ``labels``: adapter -> nominal label); return the matrix.
+    guard's ``suspect`` flags when given), ``drift.parquet`` (statistics with ``drift`` settings;
+    ``labels``: adapter -> nominal label) and ``breakdown.parquet`` (the units of tasks that declare a
+    breakdown, e.g. IFEval's instructions; :mod:`capdrift_fast.analysis.breakdown`); return the matrix.
 
     Raises:
         EngineError: the generations do not cover the plan exactly once.
@@ -100,5 +102,6 @@ def score_run(run_dir: Path | RunFolder, plan: Plan, generations: pl.DataFrame |
     folder.write_parquet(folder.SCORES, scores)
     folder.write_parquet(folder.MATRIX, matrix)
     folder.write_parquet(folder.DRIFT, analysis.drift)
+    folder.write_parquet(folder.BREAKDOWN, item_breakdown(generations, plan.tasks, plan.samples))
     return matrix
 

@@ -4,7 +4,9 @@
 run's matrix with its statistics (:mod:`capdrift_fast.analysis.drift`), combines several runs into
 configurations x seeds (:mod:`.combine`), draws the heatmap (:mod:`.heatmap`), renders the pages
 (:mod:`.render`) and exports every model's results in lm-evaluation-harness's JSON shape
-(:mod:`.lm_eval`). With one run it also writes ``drift.parquet`` (per-adapter drift scores).
+(:mod:`.lm_eval`). With one run it also writes ``drift.parquet`` (per-adapter drift scores), and the page
+gets the per-item sections: the sample browser (:mod:`.samples`), the flip table, per-group breakdowns
+(:mod:`capdrift_fast.analysis.breakdown`) and the format-drift panel (:mod:`capdrift_fast.analysis.format_drift`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def write_report(
     run_dirs: list[str | Path],
     out: str | Path | None = None,
     samples: dict[str, pl.DataFrame] | None = None,
+    max_items: int | None = None,
 ) -> ReportFiles:
     """Analyse ``run_dirs`` and write the report into ``out``.
 
@@ -55,6 +58,8 @@ def write_report(
         run_dirs: one or more run folders (each with ``config.json`` and ``scores.parquet``).
         out: output folder; default: the run folder when there is one run (required otherwise).
         samples: task samples from the plan of a single run (saves re-reading data for baselines).
+        max_items: items embedded per cell in the HTML sample browser (flips first; default
+            :data:`capdrift_fast.report.samples.DEFAULT_MAX_ITEMS`); the rest stays in the run's files.
 
     Returns:
         :class:`ReportFiles`.
@@ -65,7 +70,10 @@ def write_report(
     """
     from capdrift_fast.report.heatmap import combined_heatmap, draw_heatmap, single_run_heatmap
     from capdrift_fast.report.lm_eval import export_lm_eval
+    from capdrift_fast.analysis.breakdown import breakdown_table
+    from capdrift_fast.analysis.format_drift import format_drift
     from capdrift_fast.report.render import metric_order, render, report_context
+    from capdrift_fast.report.samples import DEFAULT_MAX_ITEMS, browser_data
 
     dirs = [Path(d).expanduser().resolve() for d in run_dirs]
     if not dirs:
@@ -101,7 +109,15 @@ def write_report(
     lm_paths: list[Path] = []
     for r in runs:
         lm_paths += export_lm_eval(r, out / "lm_eval" / (r.label if combined else ""))
-    ctx = report_context(runs, combined, heatmap, lm_paths, out)
+    details: dict = {}
+    if combined is None:  # the per-item sections of a single run
+        run = runs[0]
+        gens = run.generations()
+        details["breakdown"] = breakdown_table(run.breakdown(gens), drift_cfg.fdr)
+        if gens is not None:
+            details["format"] = format_drift(gens, run.tasks)
+            details["browser"] = browser_data(run, gens, DEFAULT_MAX_ITEMS if max_items is None else max_items)
+    ctx = report_context(runs, combined, heatmap, lm_paths, out, details)
     md = atomic_write_text(out / "report.md", render(ctx, "md"))
     html = atomic_write_text(out / "report.html", render(ctx, "html"))
     return ReportFiles(md, html, heatmap, lm_paths, runs, combined)

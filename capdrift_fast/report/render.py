@@ -19,8 +19,14 @@ import polars as pl
 from capdrift_fast.config import BASE_NAME
 from capdrift_fast.report.combine import Combined
 from capdrift_fast.report.runs import RunData
+from capdrift_fast.report.samples import cell_key
 
 TEMPLATES = Path(__file__).with_name("templates")
+
+READ_FULL_DATA = ('pl.scan_parquet("RUN_DIR/scores.parquet").join(pl.scan_ipc("RUN_DIR/generations/*.arrow")'
+                  '.select("request_id", "prompt", "response"), on="request_id")'
+                  '.filter(pl.col("task") == "TASK", pl.col("adapter").is_in(["base", "ADAPTER"])).collect()')
+"""The README's Polars one-liner for every item behind a cell (the page embeds a capped subset)."""
 
 
 def sgn(x: float | None, digits: int = 3) -> str:
@@ -133,6 +139,7 @@ def _single_matrix(run: RunData) -> dict[str, Any]:
     cells = {(r["adapter"], r["task"], r["metric"]): r for r in m.iter_rows(named=True)}
     rand = {(r["task"], r["metric"]): r["score"] for r in run.baselines.iter_rows(named=True)}
     adapters = [a for a in m["adapter"].unique(maintain_order=True).to_list() if a != BASE_NAME]
+    suspect = set(m.filter(pl.col("suspect").fill_null(False))["adapter"].to_list()) if "suspect" in m.columns else set()
     vmax = _vmax(m.filter(pl.col("adapter") != BASE_NAME)["delta"].to_list())
     rows = []
     for t, metrics in metric_order([run]).items():
@@ -151,10 +158,12 @@ def _single_matrix(run: RunData) -> dict[str, Any]:
                     "main": f"{sgn(c['delta'])}{'*' if c['significant'] else ''}", "score": num(c["score"]),
                     "ci": interval(c["ci_low"], c["ci_high"]), "q": pval(c["q_value"]), "p": pval(c["p_value"]),
                     "test": c["test"], "n": c["n"], "sig": bool(c["significant"]), "on": bool(c["on_target"]),
-                    "bg": bg, "fg": fg,
+                    "bg": bg, "fg": fg, "key": cell_key(a, t, met), "suspect": a in suspect,
+                    "flips": (f"{c['n_adapter_only']} gained · {c['n_base_only']} lost"
+                              if c.get("n_adapter_only") is not None else ""),
+                    "mde": num(c.get("mde")),
                 })
             rows.append(row)
-    suspect = set(m.filter(pl.col("suspect").fill_null(False))["adapter"].to_list()) if "suspect" in m.columns else set()
     return {"columns": [{"name": a + (" SUSPECT" if a in suspect else ""), "label": run.labels.get(a, "")}
                         for a in adapters], "rows": rows}
 
@@ -254,8 +263,103 @@ def _combined_sections(comb: Combined) -> dict[str, Any]:
     }
 
 
+def _flip_rows(run: RunData) -> list[dict[str, Any]]:
+    """One row per adapter cell: the McNemar table (binary metrics) and the minimum detectable effect, with
+    a reading of a non-significant cell ("no effect this n could see" vs "too few items")."""
+    m = run.analysis.matrix
+    if "mde" not in m.columns:  # a folder written before the flip table
+        return []
+    rows = []
+    for c in m.filter(pl.col("adapter") != BASE_NAME).iter_rows(named=True):
+        if c["significant"]:
+            reading = "significant"
+        elif c["mde"] is None:
+            reading = "–"
+        else:
+            reading = f"not significant; this n detects |Δ| ≥ {num(c['mde'])} with 80% power"
+        binary = c["n_adapter_only"] is not None
+        rows.append({
+            "adapter": c["adapter"], "task": c["task"], "metric": c["metric"], "delta": sgn(c["delta"]), "n": c["n"],
+            "both": c["n_both"] if binary else "–", "adapter_only": c["n_adapter_only"] if binary else "–",
+            "base_only": c["n_base_only"] if binary else "–", "neither": c["n_neither"] if binary else "–",
+            "p": pval(c["p_value"]), "q": pval(c["q_value"]), "mde": num(c["mde"]), "test": c["test"] or "–",
+            "reading": reading, "key": cell_key(c["adapter"], c["task"], c["metric"]),
+        })
+    return rows
+
+
+def _breakdown_sections(table: pl.DataFrame, vmax_floor: float = 0.05) -> list[dict[str, Any]]:
+    """Per task x metric of a breakdown table: rows = groups (instruction types), columns = adapters (Δ with
+    ``*`` when BH-significant across the table's rows), the base accuracy and the number of units."""
+    out = []
+    if table.height == 0:
+        return out
+    for (task, metric), sub in table.partition_by("task", "metric", as_dict=True, maintain_order=True).items():
+        adapters = [a for a in sub["adapter"].unique(maintain_order=True).to_list() if a != BASE_NAME]
+        cells = {(r["adapter"], r["group"]): r for r in sub.iter_rows(named=True)}
+        vmax = max(vmax_floor, _vmax(sub.filter(pl.col("adapter") != BASE_NAME)["delta"].to_list()))
+        rows = []
+        for g in sorted(sub["group"].unique().to_list()):
+            b = cells.get((BASE_NAME, g))
+            row = {"group": g, "n": b["n"] if b else "–", "base": num(b["score"]) if b else "–", "cells": []}
+            for a in adapters:
+                c = cells.get((a, g))
+                if not c:
+                    row["cells"].append(None)
+                    continue
+                bg, fg = cell_colors(c["delta"], vmax)
+                row["cells"].append({"main": f"{sgn(c['delta'])}{'*' if c['significant'] else ''}", "score": num(c["score"]),
+                                     "p": pval(c["p_value"]), "q": pval(c["q_value"]), "bg": bg, "fg": fg,
+                                     "flips": f"{c['n_adapter_only']} gained · {c['n_base_only']} lost"})
+            rows.append(row)
+        out.append({"task": task, "metric": metric, "adapters": adapters, "rows": rows})
+    return out
+
+
+def _format_rows(fmt: pl.DataFrame) -> list[dict[str, Any]]:
+    """The format-drift panel: per model x task, each signal with its change vs base."""
+    rows = []
+    for r in fmt.iter_rows(named=True):
+        base = r["adapter"] == BASE_NAME
+        pct = lambda v: "–" if v is None else f"{100 * v:.0f}%"  # noqa: E731
+        dpct = lambda v: "" if v is None else f" ({100 * v + 0.0:+.0f} pt)"  # noqa: E731
+        dnum = lambda v: "" if v is None else f" ({v + 0.0:+.0f})"  # noqa: E731
+        rows.append({
+            "adapter": r["adapter"], "task": r["task"], "n": r["n"], "base": base, "language": r["language"],
+            "tokens": f"{num(r['tokens_median'], 0)}{dnum(r['d_tokens_median'])}",
+            "p90": f"{num(r['tokens_p90'], 0)}{dnum(r['d_tokens_p90'])}",
+            "truncated": pct(r["truncated"]) + dpct(r["d_truncated"]), "empty": pct(r["empty"]) + dpct(r["d_empty"]),
+            "off_language": (pct(r["off_language"]) + dpct(r["d_off_language"]) + f" of {r['judged']}") if r["judged"] else "–",
+            "stopped": pct(r["stopped"]) + dpct(r["d_stopped"]),
+        })
+    return rows
+
+
+def _parity(run: RunData) -> dict[str, Any]:
+    """The parity guard's verdict for the top of the report (``parity.json``; the matrix's ``suspect``)."""
+    p = run.parity or {}
+    m = run.analysis.matrix
+    suspects = (m.filter(pl.col("suspect").fill_null(False))["adapter"].unique(maintain_order=True).to_list()
+                if "suspect" in m.columns else [])
+    models = p.get("models") or {}
+    checked = [k for k, v in models.items() if v.get("suspect") is not None]
+    status = p.get("status", "absent")
+    if suspects:
+        verdict, level = f"SUSPECT: {', '.join(suspects)} — vLLM disagreed with transformers+peft on its canaries; their cells are marked", "bad"
+    elif status == "ok":
+        verdict, level = (f"all {len(checked)} checked models agree with transformers+peft "
+                          f"({p.get('mode', '?')} mode, {sum(v.get('checked', 0) for v in models.values())} canaries)"), "ok"
+    elif status == "absent":
+        verdict, level = "no parity.json: the parity guard did not run for this folder", "warn"
+    else:
+        verdict, level = f"parity guard {status}{': ' + p['message'] if p.get('message') else ''}", "warn"
+    return {"verdict": verdict, "level": level, "suspects": suspects,
+            "models": [{"model": k, "checked": v.get("checked", 0), "disagreed": v.get("disagreed", 0),
+                        "suspect": v.get("suspect")} for k, v in models.items()]}
+
+
 def report_context(runs: list[RunData], combined: Combined | None, heatmap: Path, lm_eval_paths: list[Path],
-                   out: Path) -> dict[str, Any]:
+                   out: Path, details: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything the templates show, as plain strings/lists (see ``templates/report.*.j2``)."""
     first = runs[0]
     drift_cfg = first.config.drift
@@ -271,8 +375,15 @@ def report_context(runs: list[RunData], combined: Combined | None, heatmap: Path
         "notes": [n for r in runs for n in r.notes],
         "lm_eval": [str(p.relative_to(out)) if p.is_relative_to(out) else str(p) for p in lm_eval_paths],
     }
+    details = details or {}
+    ctx["parity"] = [dict(_parity(r), label=r.label) for r in runs]
+    ctx["browser"] = details.get("browser")
+    ctx["readme_polars"] = READ_FULL_DATA
     if combined is None:
         ctx["matrix"] = _single_matrix(first)
+        ctx["flips"] = _flip_rows(first)
+        ctx["breakdown"] = _breakdown_sections(details["breakdown"]) if details.get("breakdown") is not None else []
+        ctx["format_rows"] = _format_rows(details["format"]) if details.get("format") is not None else []
     else:
         ctx["combined"] = _combined_sections(combined)
     return ctx

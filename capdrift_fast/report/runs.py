@@ -13,6 +13,8 @@ from pydantic import ValidationError
 from capdrift_fast.config import RunConfig
 from capdrift_fast.analysis.drift import DriftAnalysis, analyze
 from capdrift_fast.errors import CapdriftError, RunFolderError
+from capdrift_fast.analysis.breakdown import LONG_SCHEMA, item_breakdown
+from capdrift_fast.rundir.folder import RunFolder
 from capdrift_fast.rundir.hashing import hash_folder
 from capdrift_fast.benchmarks import Task, build_tasks
 
@@ -33,6 +35,9 @@ class RunData:
         baselines: random-guess expectations, long (task, metric, score); empty where undefined.
         notes: things the report should say it could not do (e.g. data missing for baselines).
         adapter_files: adapter name -> {file: sha256} (from the manifest when it has them).
+        scores: ``scores.parquet`` (one row per generation with its metric values).
+        samples: the tasks' samples frames by name (those whose data could be read).
+        parity: ``parity.json`` (``{}`` when absent).
     """
 
     run_dir: Path
@@ -44,6 +49,33 @@ class RunData:
     baselines: pl.DataFrame
     notes: list[str] = field(default_factory=list)
     adapter_files: dict[str, dict[str, str]] = field(default_factory=dict)
+    scores: pl.DataFrame | None = None
+    samples: dict[str, pl.DataFrame] = field(default_factory=dict)
+    parity: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> RunFolder:
+        """The run folder's artefacts."""
+        return RunFolder(self.run_dir)
+
+    def generations(self) -> pl.DataFrame | None:
+        """The run's generations (``adapter, task, sample_id, prompt, response, output_tokens, finish_reason``),
+        or None when the folder has no shards (a report-only copy)."""
+        if not self.folder.generations_dir.is_dir() or not any(self.folder.generations_dir.glob("*.arrow")):
+            return None
+        return (self.folder.scan_generations()
+                .select("adapter", "task", "sample_id", "request_id", "prompt", "response", "output_tokens", "finish_reason")
+                .collect())
+
+    def breakdown(self, generations: pl.DataFrame | None = None) -> pl.DataFrame:
+        """``breakdown.parquet`` (units of tasks that declare a breakdown), computed from the generations when
+        the folder predates it; empty when neither is there."""
+        if self.folder.has(RunFolder.BREAKDOWN):
+            return self.folder.read_parquet(RunFolder.BREAKDOWN)
+        gens = generations if generations is not None else self.generations()
+        if gens is None:
+            return pl.DataFrame(schema=LONG_SCHEMA)
+        return item_breakdown(gens, self.tasks, self.samples)
 
     @property
     def labels(self) -> dict[str, str]:
@@ -79,6 +111,21 @@ def adapter_hashes(manifest: dict[str, Any], config: RunConfig) -> dict[str, dic
         if a.name not in out:
             out[a.name] = hash_folder(a.path)
     return out
+
+
+def read_samples(tasks: dict[str, Task], samples: dict[str, pl.DataFrame] | None = None) -> tuple[dict[str, pl.DataFrame], list[str]]:
+    """Every task's samples frame (``samples`` from a plan first, else read from the data), and a note for
+    each task whose data could not be read."""
+    out, notes = {}, []
+    for name, task in tasks.items():
+        if samples and name in samples:
+            out[name] = samples[name]
+            continue
+        try:
+            out[name] = task.samples()
+        except CapdriftError as exc:
+            notes.append(f"samples of {name} unavailable (no references in the sample browser, no random-guess row): {exc}")
+    return out, notes
 
 
 def random_baselines(tasks: dict[str, Task], samples: dict[str, pl.DataFrame] | None = None) -> tuple[pl.DataFrame, list[str]]:
@@ -133,12 +180,14 @@ def load_run(run_dir: str | Path, label: str | None = None, samples: dict[str, p
             analysis = analyze(scores, tasks, config.drift, labels)
         except CapdriftError as exc:
             raise RunFolderError(f"{run_dir / 'config.json'}: {exc}") from None
-    baselines, notes = random_baselines(tasks, samples)
+    all_samples, notes = read_samples(tasks, samples)
+    baselines, _ = random_baselines(tasks, all_samples)
     notes += suspect_notes(analysis.matrix, run_dir)
+    parity = _read_json(run_dir / "parity.json") if (run_dir / "parity.json").is_file() else {}
     if not manifest:
         notes.append(f"{run_dir / 'manifest.json'} missing: timings and versions unknown")
     return RunData(run_dir, label or run_dir.name, config, manifest, tasks, analysis, baselines, notes,
-                   adapter_hashes(manifest, config))
+                   adapter_hashes(manifest, config), scores, all_samples, parity)
 
 
 def _stored_analysis(run_dir: Path) -> DriftAnalysis | None:

@@ -17,6 +17,7 @@ file                   content (writer)
 ``scores.parquet``     one row per generation with its metric values
 ``matrix.parquet``     one row per model x task x metric (``MATRIX_SCHEMA`` + ``suspect``)
 ``drift.parquet``      one row per adapter (``DRIFT_SCHEMA``)
+``breakdown.parquet``  one row per request x unit x metric of tasks with a breakdown (IFEval instructions)
 ``manifest.json``      versions, hashes, sessions, timings
 ``quarantine/``        shards set aside on resume
 report files           ``report.md``, ``report.html``, ``heatmap.png``, ``lm_eval/``
@@ -56,6 +57,7 @@ class RunFolder:
     SCORES = "scores.parquet"
     MATRIX = "matrix.parquet"
     DRIFT = "drift.parquet"
+    BREAKDOWN = "breakdown.parquet"
     MANIFEST = "manifest.json"
     QUARANTINE = "quarantine"
 
