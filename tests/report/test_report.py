@@ -54,7 +54,8 @@ def test_html_is_self_contained_and_holds_the_numbers(demo_run, demo_cfg):
     html = (d / "report.html").read_text()
     assert "data:image/png;base64," in html
     assert not re.search(r"""(src|href)=["'](?!data:|#)""", html), "the page must not load other files"
-    assert "<script" not in html
+    assert not re.search(r"<script[^>]*\bsrc\s*=", html), "scripts are inline"
+    assert "Parity guard:" in html and 'id="capdrift-data"' in html  # verdict at the top; the sample browser
     drift = pl.read_parquet(d / "drift.parquet")
     matrix = pl.read_parquet(d / "matrix.parquet")
     for r in drift.iter_rows(named=True):
@@ -72,10 +73,24 @@ def test_html_is_self_contained_and_holds_the_numbers(demo_run, demo_cfg):
     assert "max_lora_rank=16" in html and man["versions"]["polars"] in html
 
 
+def test_flip_counts_in_the_run_reproduce_its_mcnemar_p_values(demo_run):
+    """matrix.parquet of a real run: the stored flip table recomputes the stored McNemar p-value."""
+    from scipy.stats import binomtest
+
+    m = pl.read_parquet(demo_run.run_dir / "matrix.parquet").filter(pl.col("test") == "mcnemar")
+    assert m.height > 0
+    for r in m.iter_rows(named=True):
+        b, c = r["n_adapter_only"], r["n_base_only"]
+        assert r["n_both"] + b + c + r["n_neither"] == r["n"]
+        assert (1.0 if b + c == 0 else binomtest(b, b + c, 0.5).pvalue) == pytest.approx(r["p_value"], rel=1e-9)
+        assert 0 < r["mde"] <= 1
+
+
 def test_markdown_report_tables(demo_run):
     md = (demo_run.run_dir / "report.md").read_text()
     for section in ("## How to read this report", "## Findings", "## Drift score per adapter", "## Matrix",
-                    "## Off-target cells that moved significantly", "## Run metadata", "![delta heatmap](heatmap.png)"):
+                    "## Off-target cells that moved significantly", "## Run metadata", "![delta heatmap](heatmap.png)",
+                    "## Flip table", "## ifeval by group: ila_strict", "## Output-format drift", "**Parity guard: "):
         assert section in md, section
     drift = pl.read_parquet(demo_run.run_dir / "drift.parquet")
     rows = [line for line in md.splitlines() if line.startswith("| ")]
