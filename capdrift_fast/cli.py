@@ -274,6 +274,9 @@ def demo(
 def report(
     run_dirs: Annotated[list[Path], typer.Argument(help="One or more run folders (from `capdrift run` / `capdrift demo`).")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report folder (default: the run folder; required for several runs).")] = None,
+    max_items: Annotated[Optional[int], typer.Option(
+        "--max-items", min=0,
+        help="Items embedded per cell in report.html's sample browser, flips first (default 60); the rest stays in the run's files.")] = None,
 ) -> None:
     """Write report.md, report.html and heatmap.png for one run, or combine several runs (seeds, base models,
     LoRA settings): spread per cell across seeds and sign flips across configurations."""
@@ -281,7 +284,7 @@ def report(
     from capdrift_fast.report import write_report
 
     try:
-        files = write_report(list(run_dirs), out)
+        files = write_report(list(run_dirs), out, max_items=max_items)
     except CapdriftError as exc:
         _fail(exc)
     if files.combined is not None:

@@ -95,5 +95,6 @@ def breakdown_table(long: pl.DataFrame, fdr: float = 0.05) -> pl.DataFrame:
         .agg(n=pl.len().cast(pl.UInt32), score=pl.col("value").mean())
         .with_columns(base_score=pl.col("score"), delta=pl.lit(0.0))
     )
-    return pl.concat([base_rows, rows], how="diagonal_relaxed").select(list(TABLE_SCHEMA)).cast(TABLE_SCHEMA) \
-        .sort("task", "metric", "group", "adapter", maintain_order=True)  # type: ignore[arg-type]
+    order = long.select("task", "metric").unique(maintain_order=True).with_row_index("_order")  # metrics as the task gave them
+    return (pl.concat([base_rows, rows], how="diagonal_relaxed").join(order, on=["task", "metric"], how="left")
+            .sort("_order", "group", maintain_order=True).select(list(TABLE_SCHEMA)).cast(TABLE_SCHEMA))  # type: ignore[arg-type]
