@@ -5,6 +5,7 @@ reported and resumed by this code with identical results."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -67,6 +68,14 @@ def test_0_1_0_folder_reports_and_shows_suspects(tmp_path: Path, data_dir: Path)
         text = page.read_text()
         assert "math-r16 SUSPECT" in text and "SUSPECT: math-r16: vLLM disagreed" in text
         assert "instruct-r8 SUSPECT" not in text
+        # the verdict at the top (before the how-to box), and on every cell of the suspect model
+        verdict = text.index("Parity guard: SUSPECT: math-r16")
+        assert verdict < text.index("How to read this report")
+    html = files.html.read_text()
+    n_cells = m.filter(pl.col("adapter") == "math-r16").height
+    assert len(re.findall(r'<td class="cell[^"]* suspect" data-cell="math-r16/', html)) == n_cells
+    assert not re.search(r'<td class="cell[^"]* suspect" data-cell="(instruct-r8|cls-r8)/', html)
+    assert files.markdown.read_text().count("⚠ SUSPECT") == n_cells
 
 
 @pytest.mark.engine  # needs the demo assets (built once per session); starts no engine itself

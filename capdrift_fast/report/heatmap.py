@@ -68,6 +68,7 @@ def single_run_heatmap(matrix: pl.DataFrame, baselines: pl.DataFrame, metric_ord
     adapters = [a for a in matrix["adapter"].unique(maintain_order=True).to_list() if a != BASE_NAME]
     cells = {(r["adapter"], r["task"], r["metric"]): r for r in matrix.iter_rows(named=True)}
     rand = {(r["task"], r["metric"]): r["score"] for r in baselines.iter_rows(named=True)}
+    suspect = set(matrix.filter(pl.col("suspect").fill_null(False))["adapter"].to_list()) if "suspect" in matrix.columns else set()
     R, C = len(keys), len(adapters)
     values, boxes = np.full((R, C), np.nan), np.zeros((R, C), bool)
     texts = [["" for _ in range(C)] for _ in range(R)]
@@ -84,16 +85,19 @@ def single_run_heatmap(matrix: pl.DataFrame, baselines: pl.DataFrame, metric_ord
                 continue
             values[i, j] = c["delta"]
             star = "*" if c["significant"] else ""
-            texts[i][j] = f"{_fmt(c['delta'])}{star}\n[{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]"
+            texts[i][j] = (f"{_fmt(c['delta'])}{star}\n[{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}]"
+                           + ("\nSUSPECT" if a in suspect else ""))
             boxes[i, j] = bool(c["on_target"])
     pct = round(confidence * 100)
     return HeatmapData(
         title=title,
         footer=(f"cell: Δ = adapter − base, * = significant (Benjamini–Hochberg q ≤ {fdr:g}); below: {pct}% paired "
-                f"bootstrap CI.  Black frame: on-target task of the adapter's label.  Bold row: metric used in the drift score."),
+                f"bootstrap CI.  Black frame: on-target task of the adapter's label.  Bold row: metric used in the drift score."
+                + ("  Hatched SUSPECT: the parity guard found vLLM disagreeing with transformers+peft." if suspect else "")),
         rows=[f"{t} · {m}" for t, m in keys], bold_rows=bold, ref_names=["base", "random\nguess"], ref_values=ref,
-        col_names=[f"{a}\n({labels.get(a, '')})" for a in adapters], values=values, texts=texts, boxes=boxes,
-        hatches=np.zeros((R, C), bool), col_footer=_drift_footer(drift, adapters),
+        col_names=[f"{a}{' SUSPECT' if a in suspect else ''}\n({labels.get(a, '')})" for a in adapters], values=values,
+        texts=texts, boxes=boxes, hatches=np.array([[a in suspect for a in adapters]] * R, bool).reshape(R, C),
+        col_footer=_drift_footer(drift, adapters),
     )
 
 
