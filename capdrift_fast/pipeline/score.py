@@ -20,6 +20,7 @@ import polars as pl
 
 from capdrift_fast.analysis.breakdown import item_breakdown
 from capdrift_fast.analysis.drift import analyze, mark_suspect
+from capdrift_fast.analysis.format_drift import format_drift
 from capdrift_fast.benchmarks.base import Task
 from capdrift_fast.config import DriftConfig
 from capdrift_fast.errors import EngineError
@@ -87,7 +88,8 @@ def score_run(run_dir: Path | RunFolder, plan: Plan, generations: pl.DataFrame |
     """Score the shards of ``run_dir`` into ``scores.parquet``, ``matrix.parquet`` (with the parity
     guard's ``suspect`` flags when given), ``drift.parquet`` (statistics with ``drift`` settings;
     ``labels``: adapter -> nominal label) and ``breakdown.parquet`` (the units of tasks that declare a
-    breakdown, e.g. IFEval's instructions; :mod:`capdrift_fast.analysis.breakdown`); return the matrix.
+    breakdown, e.g. IFEval's instructions; :mod:`capdrift_fast.analysis.breakdown`) and ``format.parquet``
+    (:mod:`capdrift_fast.analysis.format_drift`); return the matrix.
 
     Raises:
         EngineError: the generations do not cover the plan exactly once.
@@ -103,5 +105,6 @@ def score_run(run_dir: Path | RunFolder, plan: Plan, generations: pl.DataFrame |
     folder.write_parquet(folder.MATRIX, matrix)
     folder.write_parquet(folder.DRIFT, analysis.drift)
     folder.write_parquet(folder.BREAKDOWN, item_breakdown(generations, plan.tasks, plan.samples))
+    folder.write_parquet(folder.FORMAT, format_drift(generations, plan.tasks))  # langdetect: ~6 ms a response, once
     return matrix
 

@@ -71,7 +71,6 @@ def write_report(
     from capdrift_fast.report.heatmap import combined_heatmap, draw_heatmap, single_run_heatmap
     from capdrift_fast.report.lm_eval import export_lm_eval
     from capdrift_fast.analysis.breakdown import breakdown_table
-    from capdrift_fast.analysis.format_drift import format_drift
     from capdrift_fast.report.render import metric_order, render, report_context
     from capdrift_fast.report.samples import DEFAULT_MAX_ITEMS, browser_data
 
@@ -114,8 +113,8 @@ def write_report(
         run = runs[0]
         gens = run.generations()
         details["breakdown"] = breakdown_table(run.breakdown(gens), drift_cfg.fdr)
+        details["format"] = run.format_drift(gens)
         if gens is not None:
-            details["format"] = format_drift(gens, run.tasks)
             details["browser"] = browser_data(run, gens, DEFAULT_MAX_ITEMS if max_items is None else max_items)
     ctx = report_context(runs, combined, heatmap, lm_paths, out, details)
     md = atomic_write_text(out / "report.md", render(ctx, "md"))

@@ -14,6 +14,7 @@ from capdrift_fast.config import RunConfig
 from capdrift_fast.analysis.drift import DriftAnalysis, analyze
 from capdrift_fast.errors import CapdriftError, RunFolderError
 from capdrift_fast.analysis.breakdown import LONG_SCHEMA, item_breakdown
+from capdrift_fast.analysis.format_drift import format_drift
 from capdrift_fast.rundir.folder import RunFolder
 from capdrift_fast.rundir.hashing import hash_folder
 from capdrift_fast.benchmarks import Task, build_tasks
@@ -76,6 +77,13 @@ class RunData:
         if gens is None:
             return pl.DataFrame(schema=LONG_SCHEMA)
         return item_breakdown(gens, self.tasks, self.samples)
+
+    def format_drift(self, generations: pl.DataFrame | None = None) -> pl.DataFrame | None:
+        """``format.parquet``, computed from the generations when the folder predates it (None without either)."""
+        if self.folder.has(RunFolder.FORMAT):
+            return self.folder.read_parquet(RunFolder.FORMAT)
+        gens = generations if generations is not None else self.generations()
+        return None if gens is None else format_drift(gens, self.tasks)
 
     @property
     def labels(self) -> dict[str, str]:

@@ -18,6 +18,7 @@ file                   content (writer)
 ``matrix.parquet``     one row per model x task x metric (``MATRIX_SCHEMA`` + ``suspect``)
 ``drift.parquet``      one row per adapter (``DRIFT_SCHEMA``)
 ``breakdown.parquet``  one row per request x unit x metric of tasks with a breakdown (IFEval instructions)
+``format.parquet``     output-format signals per model x task (length, truncation, empty, language, stop)
 ``manifest.json``      versions, hashes, sessions, timings
 ``quarantine/``        shards set aside on resume
 report files           ``report.md``, ``report.html``, ``heatmap.png``, ``lm_eval/``
@@ -58,6 +59,7 @@ class RunFolder:
     MATRIX = "matrix.parquet"
     DRIFT = "drift.parquet"
     BREAKDOWN = "breakdown.parquet"
+    FORMAT = "format.parquet"
     MANIFEST = "manifest.json"
     QUARANTINE = "quarantine"
 

@@ -41,7 +41,7 @@ def seeded_runs(demo_cfg, engine, tmp_path_factory):
 
 def test_run_ends_with_report_files(demo_run):
     d = demo_run.run_dir
-    for name in ("report.md", "report.html", "heatmap.png", "drift.parquet"):
+    for name in ("report.md", "report.html", "heatmap.png", "drift.parquet", "breakdown.parquet", "format.parquet"):
         assert (d / name).is_file(), name
     import matplotlib.image as mpimg
 
