@@ -230,37 +230,40 @@ def mde_mcnemar(n: np.ndarray, discordant: np.ndarray, alpha: float = 0.05, powe
     that a two-sided McNemar test at level ``alpha`` detects with probability ``power`` with ``n`` items.
 
     Connor (1987), "Sample size for testing differences in proportions for the paired-sample design",
-    Biometrics 43(1):207-211, eq. (3): with ``psi`` the discordant proportion ``p10 + p01``,
-    ``n = (z_{1-alpha/2} sqrt(psi) + z_{power} sqrt(psi - delta^2))^2 / delta^2``; solved here for
-    ``delta`` at the observed ``psi`` (bisection on ``(0, psi]``; the right side falls as ``delta`` grows).
-    ``psi`` is floored at ``1/n`` (one discordant item), so a cell without discordant items reads as
-    "this ``n`` could not have seen less than ...", not as 0.
+    Biometrics 43(1):207-211: with ``psi`` the discordant proportion ``p10 + p01``,
+    ``n = (z_{1-alpha/2} sqrt(psi) + z_{power} sqrt(psi - delta^2))^2 / delta^2``, solved here for ``delta``.
+    ``psi`` is the observed discordant share, raised to ``delta`` where it is smaller (an effect ``delta``
+    needs at least that share of discordant items: ``|p10 - p01| <= p10 + p01``), so a cell with few flips
+    reads as "this ``n`` detects only large effects", not as 0. The items needed fall as ``delta`` grows, so
+    ``delta`` is found by bisection on ``(0, 1]``.
 
     Args:
         n: ``(K,)`` items per cell. discordant: ``(K,)`` discordant items ``b + c``.
         alpha: two-sided level (per cell, before BH). power: ``1 - beta``.
 
     Returns:
-        ``(K,)`` MDE in accuracy units (NaN where ``n = 0``); at most ``psi``.
+        ``(K,)`` MDE in accuracy units (NaN where ``n = 0`` or no ``delta <= 1`` is detectable).
     """
     from scipy.stats import norm
 
     n = np.asarray(n, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        psi = np.clip(np.maximum(np.asarray(discordant, dtype=np.float64), 1.0) / n, 0.0, 1.0)
+        psi_obs = np.clip(np.asarray(discordant, dtype=np.float64) / n, 0.0, 1.0)
     za, zb = norm.ppf(1 - alpha / 2), norm.ppf(power)
 
     def need(delta: np.ndarray) -> np.ndarray:  # items Connor's formula needs to detect delta
+        psi = np.maximum(psi_obs, delta)
         return (za * np.sqrt(psi) + zb * np.sqrt(np.maximum(psi - delta ** 2, 0.0))) ** 2 / delta ** 2
 
-    lo, hi = np.zeros_like(psi), psi.copy()
+    lo, hi = np.zeros_like(n), np.ones_like(n)
     with np.errstate(invalid="ignore", divide="ignore"):
+        possible = need(hi) <= n
         for _ in range(60):
             mid = (lo + hi) / 2
             ok = need(mid) <= n  # mid is detectable with n items
             hi = np.where(ok, mid, hi)
             lo = np.where(ok, lo, mid)
-    return np.where(n > 0, hi, np.nan)
+    return np.where((n > 0) & possible, hi, np.nan)
 
 
 def mde_paired(diff: np.ndarray, weight: np.ndarray, alpha: float = 0.05, power: float = 0.8) -> np.ndarray:

@@ -276,7 +276,7 @@ def _flip_rows(run: RunData) -> list[dict[str, Any]]:
         elif c["mde"] is None:
             reading = "–"
         else:
-            reading = f"not significant; this n detects |Δ| ≥ {num(c['mde'])} with 80% power"
+            reading = f"not significant; this n detects Δ of ±{num(c['mde'])} or more with 80% power"
         binary = c["n_adapter_only"] is not None
         rows.append({
             "adapter": c["adapter"], "task": c["task"], "metric": c["metric"], "delta": sgn(c["delta"]), "n": c["n"],

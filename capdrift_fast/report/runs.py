@@ -188,6 +188,12 @@ def load_run(run_dir: str | Path, label: str | None = None, samples: dict[str, p
             analysis = analyze(scores, tasks, config.drift, labels)
         except CapdriftError as exc:
             raise RunFolderError(f"{run_dir / 'config.json'}: {exc}") from None
+    if "mde" not in analysis.matrix.columns:  # a folder from before the flip table: add it from the scores
+        labels = {a.name: a.label for a in config.adapters}
+        fresh = analyze(scores, tasks, config.drift, labels).matrix.select(
+            "adapter", "task", "metric", "n_both", "n_adapter_only", "n_base_only", "n_neither", "mde")
+        analysis = DriftAnalysis(analysis.matrix.join(fresh, on=["adapter", "task", "metric"], how="left",
+                                                      maintain_order="left"), analysis.drift, analysis.replicates)
     all_samples, notes = read_samples(tasks, samples)
     baselines, _ = random_baselines(tasks, all_samples)
     notes += suspect_notes(analysis.matrix, run_dir)

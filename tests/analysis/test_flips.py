@@ -65,6 +65,9 @@ def test_mde_has_80_percent_power_by_simulation():
 
     assert 0.7 <= power(mde) <= 0.9
     assert power(mde / 2) < 0.45
+    # no flips at all: only an effect of about (z_a + z_b)^2 / n is detectable, not "0"
+    assert mde_mcnemar(np.array([24]), np.array([0]))[0] == pytest.approx(0.30, abs=0.03)
+    assert 0.9 > mde_mcnemar(np.array([24]), np.array([0]))[0] > mde_mcnemar(np.array([200]), np.array([0]))[0]
     # graded: the z formula, smaller with more items
     d = rng.normal(0, 1, size=(1, 400))
     assert mde_paired(d, np.ones(400))[0] == pytest.approx(2.8016 * d.std() / 20, rel=0.01)
