@@ -68,7 +68,7 @@ def write_report(
         RunFolderError: no run, a folder is not a finished run, the same folder is given twice, or
             ``out`` is missing for several runs.
     """
-    from capdrift_fast.report.heatmap import combined_heatmap, draw_heatmap, single_run_heatmap
+    from capdrift_fast.report.heatmap import breakdown_heatmap, combined_heatmap, draw_heatmap, single_run_heatmap
     from capdrift_fast.report.lm_eval import export_lm_eval
     from capdrift_fast.analysis.breakdown import breakdown_table
     from capdrift_fast.report.render import metric_order, render, report_context
@@ -113,6 +113,14 @@ def write_report(
         run = runs[0]
         gens = run.generations()
         details["breakdown"] = breakdown_table(run.breakdown(gens), drift_cfg.fdr)
+        details["breakdown_png"] = {}
+        for task, metric in details["breakdown"].select("task", "metric").unique(maintain_order=True).iter_rows():
+            if task in details["breakdown_png"]:
+                continue  # one small heatmap per task, of its first metric (IFEval: ila_strict)
+            png = out / f"breakdown_{task}.png"
+            bdata = breakdown_heatmap(details["breakdown"], task, metric, f"{task} by group: {metric}, Δ vs base")
+            atomic_write(png, lambda tmp, d=bdata: draw_heatmap(d, tmp))
+            details["breakdown_png"][task] = (metric, png)
         details["format"] = run.format_drift(gens)
         if gens is not None:
             details["browser"] = browser_data(run, gens, DEFAULT_MAX_ITEMS if max_items is None else max_items)

@@ -270,3 +270,36 @@ def draw_heatmap(data: HeatmapData, path: str | Path, dpi: int = 130) -> Path:
         fig.savefig(path, dpi=dpi, format="png")
     plt.close(fig)
     return path
+
+
+def breakdown_heatmap(table: pl.DataFrame, task: str, metric: str, title: str) -> HeatmapData:
+    """Heatmap data of one task x metric of a per-group breakdown table
+    (:data:`capdrift_fast.analysis.breakdown.TABLE_SCHEMA`): rows = groups (IFEval instruction types), columns =
+    adapters, colour = Δ vs base over the group's units, ``*`` = BH-significant across the table's rows; the
+    grey column holds the base accuracy; the row label ends with the group's unit count."""
+    sub = table.filter((pl.col("task") == task) & (pl.col("metric") == metric))
+    groups = sorted(sub["group"].unique().to_list())
+    adapters = [a for a in sub["adapter"].unique(maintain_order=True).to_list() if a != BASE_NAME]
+    cells = {(r["adapter"], r["group"]): r for r in sub.iter_rows(named=True)}
+    R, C = len(groups), len(adapters)
+    values = np.full((R, C), np.nan)
+    texts = [["" for _ in range(C)] for _ in range(R)]
+    ref = np.full((R, 1), np.nan)
+    units = []
+    for i, g in enumerate(groups):
+        b = cells.get((BASE_NAME, g))
+        units.append(b["n"] if b else 0)
+        if b:
+            ref[i, 0] = b["score"]
+        for j, a in enumerate(adapters):
+            c = cells.get((a, g))
+            if c and c["delta"] is not None:
+                values[i, j] = c["delta"]
+                texts[i][j] = f"{_fmt(c['delta'])}{'*' if c['significant'] else ''}"
+    return HeatmapData(
+        title=title, footer="cell: Δ = adapter − base over the group's units; * = significant (exact McNemar per row, "
+        "Benjamini–Hochberg across the rows)", rows=[f"{g} (n={u})" for g, u in zip(groups, units)],
+        bold_rows=[False] * R, ref_names=["base"],
+        ref_values=ref, col_names=adapters, values=values, texts=texts, boxes=np.zeros((R, C), bool),
+        hatches=np.zeros((R, C), bool), col_footer=[],
+    )

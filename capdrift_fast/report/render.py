@@ -288,7 +288,8 @@ def _flip_rows(run: RunData) -> list[dict[str, Any]]:
     return rows
 
 
-def _breakdown_sections(table: pl.DataFrame, vmax_floor: float = 0.05) -> list[dict[str, Any]]:
+def _breakdown_sections(table: pl.DataFrame, pngs: dict[str, tuple[str, Path]] | None = None,
+                        vmax_floor: float = 0.05) -> list[dict[str, Any]]:
     """Per task x metric of a breakdown table: rows = groups (instruction types), columns = adapters (Δ with
     ``*`` when BH-significant across the table's rows), the base accuracy and the number of units."""
     out = []
@@ -312,7 +313,11 @@ def _breakdown_sections(table: pl.DataFrame, vmax_floor: float = 0.05) -> list[d
                                      "p": pval(c["p_value"]), "q": pval(c["q_value"]), "bg": bg, "fg": fg,
                                      "flips": f"{c['n_adapter_only']} gained · {c['n_base_only']} lost"})
             rows.append(row)
-        out.append({"task": task, "metric": metric, "adapters": adapters, "rows": rows})
+        png = (pngs or {}).get(task)
+        shown = png is not None and png[0] == metric
+        out.append({"task": task, "metric": metric, "adapters": adapters, "rows": rows,
+                    "png_name": png[1].name if shown else None,
+                    "png_b64": base64.b64encode(png[1].read_bytes()).decode("ascii") if shown else None})
     return out
 
 
@@ -382,7 +387,8 @@ def report_context(runs: list[RunData], combined: Combined | None, heatmap: Path
     if combined is None:
         ctx["matrix"] = _single_matrix(first)
         ctx["flips"] = _flip_rows(first)
-        ctx["breakdown"] = _breakdown_sections(details["breakdown"]) if details.get("breakdown") is not None else []
+        ctx["breakdown"] = (_breakdown_sections(details["breakdown"], details.get("breakdown_png"))
+                            if details.get("breakdown") is not None else [])
         ctx["format_rows"] = _format_rows(details["format"]) if details.get("format") is not None else []
     else:
         ctx["combined"] = _combined_sections(combined)
