@@ -25,6 +25,7 @@ import json
 import platform
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
@@ -40,6 +41,7 @@ from capdrift_fast.io import ShardWriter, atomic_write_text, hash_folder, read_g
 from capdrift_fast.io.hashing import changed_files
 from capdrift_fast.io import faults
 from capdrift_fast.io.atomic import atomic_write
+from capdrift_fast.io.lock import run_folder_lock
 from capdrift_fast.io.rundir import RunState, open_run
 from capdrift_fast.parity import ParityResult, run_parity
 from capdrift_fast.plan import Plan, build_plan
@@ -197,9 +199,17 @@ def run(
 
     Raises:
         ConfigError / DataError / PreflightError: bad config, data or adapters (before any engine starts).
-        RunDirError: the folder holds another run or shards that cannot be reconciled.
+        RunDirError: the folder holds another run or shards that cannot be reconciled, or another capdrift
+            process is writing to it (:mod:`capdrift_fast.io.lock`).
         EngineError: vLLM could not start or serve, or the generations do not cover the plan.
     """
+    with ExitStack() as held:  # the run folder's lock, taken after the checks (capdrift_fast.io.lock)
+        return _run(cfg, run_dir, progress, engine, allow_pickle, reference, notify, report, shard, held)
+
+
+def _run(cfg: RunConfig, run_dir: Path, progress: bool, engine: "VLLMEngine | None", allow_pickle: bool,
+         reference: "HFReference | None", notify: Callable[[str], None] | None, report: bool,
+         shard: "ShardSpec | None", held: ExitStack) -> RunResult:
     say = notify or (lambda msg: None)
     started = time.time()
     pre = preflight(cfg, allow_pickle)
@@ -220,6 +230,7 @@ def run(
         say(f"{shard.label}: {plan.requests.height} of {shard_info['n_plan']} requests, "
             f"{shard_info['expected_tokens']} expected tokens (prompt + max_tokens)")
 
+    held.enter_context(run_folder_lock(run_dir, "capdrift run"))  # one writer per run folder, until the end
     state = open_run(run_dir, cfg, plan.requests, shard=shard_info)
     run_dir = state.run_dir
     if state.resumed:
@@ -254,8 +265,15 @@ def run(
         stops = {name: task.stop for name, task in plan.tasks.items()}
         t0 = time.perf_counter()
         out = served.output
+        session = manifest["sessions"][-1]
+
+        def record_progress() -> None:  # after each shard: a killed session still counts its generation time
+            session.update(generation_s=round(time.perf_counter() - t0, 3), generated=writer.rows_written)
+            write_json(manifest, run_dir / "manifest.json")
+
         try:
-            with ShardWriter(run_dir / "generations", state.run_id, out.shard_rows, out.shard_seconds) as writer, \
+            with ShardWriter(run_dir / "generations", state.run_id, out.shard_rows, out.shard_seconds,
+                             on_flush=record_progress) as writer, \
                     _progress(progress, remaining.height) as advance:
                 for record in engine.generate(remaining, served.sampling, stops, isolate_base=served.engine.isolate_base):
                     writer.write(record)
@@ -290,10 +308,33 @@ def run(
                        remaining.height, state, pre, parity, plan.skipped_rows)
     _finish_manifest(run_dir, manifest, result, generations)
     if report:
-        from capdrift_fast.report import write_report
-
-        write_report([run_dir], run_dir, samples=plan.samples)
+        report_or_warn(run_dir, say, samples=plan.samples)
     return result
+
+
+def report_or_warn(run_dir: Path, say: Callable[[str], None], samples: dict[str, pl.DataFrame] | None = None) -> bool:
+    """Write the report into ``run_dir``; a failure does not fail the run (its scores and matrix are on
+    disk): it is reported, recorded as ``report_error`` in ``manifest.json``, and ``capdrift report
+    RUN_DIR`` redoes it. Returns whether the report was written."""
+    from capdrift_fast.report import write_report
+
+    path = run_dir / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        manifest = {}
+    try:
+        write_report([run_dir], run_dir, samples=samples)
+    except Exception as exc:  # noqa: BLE001 - any failure of the report must leave the finished run usable
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+        say(f"warning: the report could not be written ({reason}); scores.parquet and matrix.parquet are saved. "
+            f"Fix the cause, then run `capdrift report {run_dir}`")
+        if manifest:
+            write_json({**manifest, "report_error": reason}, path)
+        return False
+    if manifest.pop("report_error", None) is not None:
+        write_json(manifest, path)
+    return True
 
 
 def shard_plan(served: RunConfig, plan: Plan, shard: "ShardSpec", engine: "VLLMEngine | None" = None

@@ -38,6 +38,8 @@ from capdrift_fast.config import RunConfig
 from capdrift_fast.errors import RunDirError
 from capdrift_fast.io.atomic import atomic_write
 from capdrift_fast.io.hashing import changed_files
+from capdrift_fast.io.lock import run_folder_lock
+from capdrift_fast.io.paths import inside
 from capdrift_fast.io.rundir import CONFIG_FILE, PLAN_FILE, RUN_FILE, config_differences
 from capdrift_fast.io.shards import SHARD_GLOB, read_shard
 from capdrift_fast.parity import ParityResult
@@ -292,7 +294,7 @@ def _prepare_out(out: Path, shards: list[ShardFolder]) -> None:
             raise RunDirError(f"--out {out} lies inside {s.label}; merge into a folder of its own")
     check_merge_target(out)
     run_file = out / RUN_FILE
-    gen_dir = out / "generations"
+    gen_dir = inside(out, "generations")
     if run_file.is_file():
         for old in gen_dir.glob(SHARD_GLOB):  # links/copies of a previous merge: redone below
             old.unlink()
@@ -331,6 +333,12 @@ def merge(
         RunDirError: a check of the module docstring failed (the message names the shard folder).
         DataError: the data cannot be read for the full plan.
     """
+    with run_folder_lock(out, "capdrift merge"):  # one writer per run folder (capdrift_fast.io.lock)
+        return _merge(shard_dirs, out, data_dir, notify, report)
+
+
+def _merge(shard_dirs: list[str | Path], out: str | Path, data_dir: str | Path | None,
+           notify: Callable[[str], None] | None, report: bool):  # type: ignore[no-untyped-def]
     from capdrift_fast.runner import RunResult, score_run, write_json, write_parquet
 
     say = notify or (lambda msg: None)
@@ -390,9 +398,9 @@ def merge(
     result = RunResult(out, run_id, matrix, plan.requests.height, manifest["engine_start_s"], manifest["generation_s"],
                        manifest["output_tokens"], 0, None, None, parity, plan.skipped_rows, merged_shards=len(shards))
     if report:
-        from capdrift_fast.report import write_report
+        from capdrift_fast.runner import report_or_warn
 
-        write_report([out], out, samples=plan.samples)
+        report_or_warn(out, say, samples=plan.samples)
     return result
 
 

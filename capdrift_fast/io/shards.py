@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,8 @@ class ShardWriter:
     Use as a context manager; leaving it flushes the last partial shard.
     """
 
-    def __init__(self, folder: str | Path, run_id: str, rows_per_shard: int = 1024, max_seconds: float = 30.0) -> None:
+    def __init__(self, folder: str | Path, run_id: str, rows_per_shard: int = 1024, max_seconds: float = 30.0,
+                 on_flush: Callable[[], None] | None = None) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.run_id, self.rows_per_shard, self.max_seconds = run_id, rows_per_shard, max_seconds
@@ -45,6 +47,8 @@ class ShardWriter:
         self._since = time.monotonic()
         self.rows_written = 0
         self.paths: list[Path] = []
+        self.on_flush = on_flush
+        """Called after each shard is in place (the runner records the session's progress in the manifest)."""
 
     def write(self, record: dict[str, Any]) -> None:
         """Buffer one record; flush when the shard is full or ``max_seconds`` have passed."""
@@ -75,6 +79,8 @@ class ShardWriter:
         self._next += 1
         self._buf.clear()
         self._since = time.monotonic()
+        if self.on_flush is not None:
+            self.on_flush()
 
     def __enter__(self) -> "ShardWriter":
         return self
