@@ -237,17 +237,23 @@ def validate(
     if data:
         from capdrift_fast.plan import build_plan
 
+        from capdrift_fast.prompt_checks import check_prompt_lengths, model_max_len
+
         try:
             plan = build_plan(cfg, data_errors="skip")
+            max_len = model_max_len(cfg, report.base.local_dir if report.base else None)
+            plan = check_prompt_lengths(cfg, plan, max_len, policy="skip")  # prompts that do not fit the engine
         except CapdriftError as exc:
             typer.echo(f"error: data: {exc}")
             n_err += 1
         else:
             for err in plan.skipped_rows:
                 typer.echo(f"{'error' if cfg.data_errors == 'fail' else 'warning'}: data: {err}")
+            for err in plan.warnings:
+                typer.echo(f"warning: data: {err}")
             n_err += len(plan.skipped_rows) if cfg.data_errors == "fail" else 0
             typer.echo(f"data: {plan.requests.height // len(plan.adapters)} samples in {len(plan.tasks)} tasks, "
-                       f"{len(plan.skipped_rows)} malformed row(s)")
+                       f"{len(plan.skipped_rows)} malformed or over-long row(s), {len(plan.warnings)} warning(s)")
     if n_err:
         typer.secho(f"{n_err} error(s); no engine was started.", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)

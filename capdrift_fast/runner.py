@@ -45,6 +45,7 @@ from capdrift_fast.io.lock import run_folder_lock
 from capdrift_fast.io.rundir import RunState, open_run
 from capdrift_fast.parity import ParityResult, run_parity
 from capdrift_fast.plan import Plan, build_plan
+from capdrift_fast.prompt_checks import check_prompt_lengths, model_max_len
 from capdrift_fast.scoring import score_generations
 
 if TYPE_CHECKING:
@@ -152,6 +153,17 @@ def score_run(run_dir: Path, plan: Plan, generations: pl.DataFrame | None = None
     return matrix
 
 
+def data_errors_json(policy: str, plan: Plan) -> dict[str, Any]:
+    """``data_errors.json``: the rows left out (file, line, message; for over-long prompts also task and
+    sample_id, which ``capdrift merge`` leaves out of the full plan likewise) and the warnings."""
+    def entry(e: Any) -> dict[str, Any]:
+        extra = {"task": e.task, "sample_id": e.sample_id} if getattr(e, "sample_id", None) is not None else {}
+        return {"file": e.path, "line": e.line, "message": str(e), **extra}
+
+    return {"policy": policy, "skipped": [entry(e) for e in plan.skipped_rows],
+            "warnings": [entry(e) for e in plan.warnings]}
+
+
 def file_hashes(cfg: RunConfig, report: PreflightReport) -> dict[str, Any]:
     """SHA-256 of every file of the base model (when local) and of each served adapter."""
     local = report.base.local_dir if report.base else None
@@ -222,8 +234,11 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool, engine: "VLLMEngine | No
             say(str(p))
     plan = build_plan(served)
     check_drift_config(served.drift, plan.tasks)
+    plan = check_prompt_lengths(served, plan, model_max_len(served, pre.base.local_dir if pre.base else None), engine)
     for err in plan.skipped_rows:
         say(f"skipped data row: {err}")
+    for err in plan.warnings:
+        say(f"warning: data: {err}")
     shard_info = None
     if shard is not None:
         plan, shard_info = shard_plan(served, plan, shard, engine)
@@ -240,8 +255,7 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool, engine: "VLLMEngine | No
     for t in state.removed_tmp:
         say(f"removed partial shard {t}")
     write_json(pre.to_json(), run_dir / "preflight.json")
-    write_json({"policy": cfg.data_errors, "skipped": [
-        {"file": e.path, "line": e.line, "message": str(e)} for e in plan.skipped_rows]}, run_dir / "data_errors.json")
+    write_json(data_errors_json(cfg.data_errors, plan), run_dir / "data_errors.json")
     hashes = file_hashes(served, pre)
     manifest = _start_manifest(run_dir, state, cfg, served, pre, plan, hashes, started)
 

@@ -359,6 +359,11 @@ def _merge(shard_dirs: list[str | Path], out: str | Path, data_dir: str | Path |
     if data_dir is not None:
         served = served.model_copy(update={"data_dir": str(Path(data_dir).expanduser().resolve())})
     plan: Plan = build_plan(served)
+    errors_json = shards[0].path / "data_errors.json"
+    if errors_json.is_file():  # prompts the shards left out for their length (capdrift_fast.prompt_checks)
+        from capdrift_fast.prompt_checks import drop_samples
+
+        plan = drop_samples(plan, (_read_json(errors_json, "data_errors.json") or {}).get("skipped", []))
     check_union(shards, plan.requests)
     count = int(shards[0].shard["count"])
     say(f"{count} shard(s) cover the {plan.requests.height} planned requests exactly once")
