@@ -147,6 +147,7 @@ def score_run(run_dir: Path, plan: Plan, generations: pl.DataFrame | None = None
     scores = score_generations(generations, plan.tasks, plan.samples)
     analysis = analyze(scores, plan.tasks, drift, labels)
     matrix = analysis.matrix if suspect is None else mark_suspect(analysis.matrix, suspect)
+    faults.maybe_enospc("enospc-scoring", run_dir / "scores.parquet")
     write_parquet(scores, run_dir / "scores.parquet")
     write_parquet(matrix, run_dir / "matrix.parquet")
     write_parquet(analysis.drift, run_dir / "drift.parquet")

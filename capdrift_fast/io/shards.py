@@ -46,6 +46,7 @@ class ShardWriter:
         self._buf: list[dict[str, Any]] = []
         self._since = time.monotonic()
         self.rows_written = 0
+        self._seen = 0  # records handed to write() (for the fault hook)
         self.paths: list[Path] = []
         self.on_flush = on_flush
         """Called after each shard is in place (the runner records the session's progress in the manifest)."""
@@ -53,6 +54,8 @@ class ShardWriter:
     def write(self, record: dict[str, Any]) -> None:
         """Buffer one record; flush when the shard is full or ``max_seconds`` have passed."""
         self._buf.append({**record, "run_id": self.run_id})
+        self._seen += 1
+        faults.maybe_sigterm("sigterm-after", self._seen)
         if len(self._buf) >= self.rows_per_shard or time.monotonic() - self._since >= self.max_seconds:
             self.flush()
 
@@ -66,6 +69,7 @@ class ShardWriter:
         nth = len(self.paths) + 1
 
         def _write(tmp: Path) -> None:
+            faults.maybe_enospc("enospc-shard", tmp, nth)
             with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, GENERATION_SCHEMA) as writer:
                 writer.write_table(table)
             if faults.armed("in-shard-write", nth):

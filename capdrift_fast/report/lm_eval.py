@@ -171,12 +171,14 @@ def export_lm_eval(run: RunData, out: str | Path) -> list[Path]:
     scores = pl.read_parquet(run.run_dir / "scores.parquet")
     stamp = _date_id(run)
     known = {BASE_NAME, *(a.name for a in run.config.adapters)}
-    paths = []
-    for model in run.analysis.matrix["adapter"].unique(maintain_order=True).to_list():
+    models = run.analysis.matrix["adapter"].unique(maintain_order=True).to_list()
+    for model in models:  # every name checked before anything is written
         if model not in known:
             raise RunFolderError(f"{run.run_dir / 'scores.parquet'} names model {str(model)[:80]!r}, which is neither "
                                  f"{BASE_NAME!r} nor an adapter of the run's config.json; the file does not belong to "
                                  "this run (restore it, or rerun the run)")
+    paths = []
+    for model in models:
         path = inside(out, model, f"results_{stamp}.json", what="model name")
         atomic_write_text(path, json.dumps(lm_eval_results(run, model, scores), indent=2, default=str))
         paths.append(path)
