@@ -64,7 +64,7 @@ def run_folder_lock(folder: str | os.PathLike[str], command: str = "capdrift") -
         RunDirError: another process holds it (the message names that process), or the folder cannot be
             created or written (a file in the way, no permission).
     """
-    from capdrift_fast.io.paths import ensure_dir
+    from capdrift_fast.io.paths import ensure_dir, os_reason
 
     folder = ensure_dir(Path(folder).expanduser(), "--out")
     key = str(folder)
@@ -79,8 +79,7 @@ def run_folder_lock(folder: str | os.PathLike[str], command: str = "capdrift") -
     try:
         fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - kept open while the lock is held
     except OSError as exc:
-        raise RunDirError(f"{folder}: cannot write in the run folder ({exc.strerror}); "
-                          "give a folder you can write to as --out") from None
+        raise RunDirError(f"--out {folder}: cannot write in the folder ({os_reason(exc)})") from None
     try:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

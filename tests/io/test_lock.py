@@ -85,7 +85,7 @@ def test_out_is_a_file_or_unwritable(tmp_path):
     ro.mkdir()
     ro.chmod(0o555)
     try:
-        with pytest.raises(RunDirError, match="cannot write in the run folder"):
+        with pytest.raises(RunDirError, match="cannot write in the folder"):
             with run_folder_lock(ro):
                 pass
         with pytest.raises(RunDirError, match="permission denied"):
