@@ -347,9 +347,7 @@ def report_or_warn(run_dir: Path, say: Callable[[str], None], samples: dict[str,
         if manifest:
             write_json({**manifest, "report_error": reason}, path)
         return False
-    if manifest.pop("report_error", None) is not None:
-        write_json(manifest, path)
-    return True
+    return True  # (write_report clears an earlier report_error itself)
 
 
 def shard_plan(served: RunConfig, plan: Plan, shard: "ShardSpec", engine: "VLLMEngine | None" = None

@@ -111,4 +111,9 @@ def _write_report(dirs: list[Path], out: Path, samples: dict[str, pl.DataFrame] 
     ctx = report_context(runs, combined, heatmap, lm_paths, out)
     md = atomic_write_text(out / "report.md", render(ctx, "md"))
     html = atomic_write_text(out / "report.html", render(ctx, "html"))
+    if combined is None and runs[0].run_dir == out and "report_error" in runs[0].manifest:
+        import json  # the failed report of `capdrift run` is redone: its error is no longer current
+
+        manifest = {k: v for k, v in runs[0].manifest.items() if k != "report_error"}
+        atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, default=str))
     return ReportFiles(md, html, heatmap, lm_paths, runs, combined)

@@ -243,6 +243,7 @@ def test_mathtext_label_renders_literally_and_a_failing_report_does_not_fail_the
     res = CliRunner().invoke(app, ["report", str(out)])  # redoes it: the labels are drawn as plain text
     assert res.exit_code == 0, res.output
     assert (out / "heatmap.png").stat().st_size > 0
+    assert "report_error" not in json.loads((out / "manifest.json").read_text())
     assert "$x^$" in (out / "report.md").read_text()
     assert "[bold]not markup[/bold]" in (out / "report.md").read_text()
 
@@ -304,3 +305,30 @@ def test_unknown_model_in_scores_is_a_run_folder_error(demo_run, tmp_path):
     with pytest.raises(RunFolderError, match="names model '..'"):
         export_lm_eval(bad, tmp_path / "lm")
     assert not (tmp_path / "lm").exists()
+
+
+def test_over_long_prompt_skipped_with_file_line_and_the_run_completes(demo_cfg, data_dir, engine, tmp_path):
+    """`data_errors: skip`: the over-long row is left out before the engine sees it (file:line in
+    data_errors.json); every model's request for it is gone from the plan; the rest runs."""
+    from capdrift_fast.runner import run
+
+    lines = (data_dir / "ifeval" / "input_data.jsonl").read_text(encoding="utf-8").splitlines()[:3]
+    rec = json.loads(lines[1])
+    rec["prompt"] = "word " * 40_000
+    lines[1] = json.dumps(rec)
+    data = tmp_path / "ifeval_long.jsonl"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    raw = json.loads(demo_cfg.model_dump_json())
+    raw["tasks"] = [{"benchmark": "ifeval", "data": str(data), "max_tokens": 4}]
+    raw["data_errors"] = "skip"
+    raw["parity"] = {"enabled": False}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    msgs: list[str] = []
+    result = run(load_config(path), tmp_path / "run", progress=False, engine=engine, notify=msgs.append)
+    assert result.n_requests == 4 * 2  # 4 models x the 2 rows that fit
+    skipped = json.loads((tmp_path / "run" / "data_errors.json").read_text())["skipped"]
+    assert len(skipped) == 1 and skipped[0]["line"] == 2 and skipped[0]["file"] == str(data)
+    assert skipped[0]["sample_id"] == str(rec["key"]) and "exceeds max_model_len 2048" in skipped[0]["message"]
+    assert any(m.startswith(f"skipped data row: {data}:2: prompt of task 'ifeval' is ") for m in msgs)
+    assert str(rec["key"]) not in generations(tmp_path / "run").get_column("sample_id").to_list()
