@@ -28,6 +28,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -288,11 +289,15 @@ def check_merge_target(out: Path) -> None:
         raise RunDirError(f"{out} holds generations but no {RUN_FILE}; merge into a new --out folder")
 
 
-def _prepare_out(out: Path, shards: list[ShardFolder]) -> None:
+def _check_out(out: Path, shards: list[ShardFolder]) -> None:
     for s in shards:
         if out == s.path or s.path in out.parents:
             raise RunDirError(f"--out {out} lies inside {s.label}; merge into a folder of its own")
     check_merge_target(out)
+
+
+def _prepare_out(out: Path, shards: list[ShardFolder]) -> None:
+    _check_out(out, shards)  # again, under the lock
     run_file = out / RUN_FILE
     gen_dir = inside(out, "generations")
     if run_file.is_file():
@@ -333,12 +338,12 @@ def merge(
         RunDirError: a check of the module docstring failed (the message names the shard folder).
         DataError: the data cannot be read for the full plan.
     """
-    with run_folder_lock(out, "capdrift merge"):  # one writer per run folder (capdrift_fast.io.lock)
-        return _merge(shard_dirs, out, data_dir, notify, report)
+    with ExitStack() as held:  # the folder's lock, taken after the checks (capdrift_fast.io.lock)
+        return _merge(shard_dirs, out, data_dir, notify, report, held)
 
 
 def _merge(shard_dirs: list[str | Path], out: str | Path, data_dir: str | Path | None,
-           notify: Callable[[str], None] | None, report: bool):  # type: ignore[no-untyped-def]
+           notify: Callable[[str], None] | None, report: bool, held: ExitStack):  # type: ignore[no-untyped-def]
     from capdrift_fast.runner import RunResult, score_run, write_json, write_parquet
 
     say = notify or (lambda msg: None)
@@ -369,6 +374,8 @@ def _merge(shard_dirs: list[str | Path], out: str | Path, data_dir: str | Path |
     say(f"{count} shard(s) cover the {plan.requests.height} planned requests exactly once")
 
     out = Path(out).expanduser().resolve()
+    _check_out(out, shards)  # refused merges write nothing
+    held.enter_context(run_folder_lock(out, "capdrift merge"))  # one writer per run folder, until the end
     _prepare_out(out, shards)
     merged_from, n = [], 0
     for s in shards:
