@@ -25,6 +25,7 @@ import json
 import platform
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
@@ -40,9 +41,11 @@ from capdrift_fast.io import ShardWriter, atomic_write_text, hash_folder, read_g
 from capdrift_fast.io.hashing import changed_files
 from capdrift_fast.io import faults
 from capdrift_fast.io.atomic import atomic_write
+from capdrift_fast.io.lock import run_folder_lock
 from capdrift_fast.io.rundir import RunState, open_run
 from capdrift_fast.parity import ParityResult, run_parity
 from capdrift_fast.plan import Plan, build_plan
+from capdrift_fast.prompt_checks import check_prompt_lengths, model_max_len
 from capdrift_fast.scoring import score_generations
 
 if TYPE_CHECKING:
@@ -144,10 +147,22 @@ def score_run(run_dir: Path, plan: Plan, generations: pl.DataFrame | None = None
     scores = score_generations(generations, plan.tasks, plan.samples)
     analysis = analyze(scores, plan.tasks, drift, labels)
     matrix = analysis.matrix if suspect is None else mark_suspect(analysis.matrix, suspect)
+    faults.maybe_enospc("enospc-scoring", run_dir / "scores.parquet")
     write_parquet(scores, run_dir / "scores.parquet")
     write_parquet(matrix, run_dir / "matrix.parquet")
     write_parquet(analysis.drift, run_dir / "drift.parquet")
     return matrix
+
+
+def data_errors_json(policy: str, plan: Plan) -> dict[str, Any]:
+    """``data_errors.json``: the rows left out (file, line, message; for over-long prompts also task and
+    sample_id, which ``capdrift merge`` leaves out of the full plan likewise) and the warnings."""
+    def entry(e: Any) -> dict[str, Any]:
+        extra = {"task": e.task, "sample_id": e.sample_id} if getattr(e, "sample_id", None) is not None else {}
+        return {"file": e.path, "line": e.line, "message": str(e), **extra}
+
+    return {"policy": policy, "skipped": [entry(e) for e in plan.skipped_rows],
+            "warnings": [entry(e) for e in plan.warnings]}
 
 
 def file_hashes(cfg: RunConfig, report: PreflightReport) -> dict[str, Any]:
@@ -197,9 +212,17 @@ def run(
 
     Raises:
         ConfigError / DataError / PreflightError: bad config, data or adapters (before any engine starts).
-        RunDirError: the folder holds another run or shards that cannot be reconciled.
+        RunDirError: the folder holds another run or shards that cannot be reconciled, or another capdrift
+            process is writing to it (:mod:`capdrift_fast.io.lock`).
         EngineError: vLLM could not start or serve, or the generations do not cover the plan.
     """
+    with ExitStack() as held:  # the run folder's lock, taken after the checks (capdrift_fast.io.lock)
+        return _run(cfg, run_dir, progress, engine, allow_pickle, reference, notify, report, shard, held)
+
+
+def _run(cfg: RunConfig, run_dir: Path, progress: bool, engine: "VLLMEngine | None", allow_pickle: bool,
+         reference: "HFReference | None", notify: Callable[[str], None] | None, report: bool,
+         shard: "ShardSpec | None", held: ExitStack) -> RunResult:
     say = notify or (lambda msg: None)
     started = time.time()
     pre = preflight(cfg, allow_pickle)
@@ -212,14 +235,18 @@ def run(
             say(str(p))
     plan = build_plan(served)
     check_drift_config(served.drift, plan.tasks)
+    plan = check_prompt_lengths(served, plan, model_max_len(served, pre.base.local_dir if pre.base else None), engine)
     for err in plan.skipped_rows:
         say(f"skipped data row: {err}")
+    for err in plan.warnings:
+        say(f"warning: data: {err}")
     shard_info = None
     if shard is not None:
         plan, shard_info = shard_plan(served, plan, shard, engine)
         say(f"{shard.label}: {plan.requests.height} of {shard_info['n_plan']} requests, "
             f"{shard_info['expected_tokens']} expected tokens (prompt + max_tokens)")
 
+    held.enter_context(run_folder_lock(run_dir, "capdrift run"))  # one writer per run folder, until the end
     state = open_run(run_dir, cfg, plan.requests, shard=shard_info)
     run_dir = state.run_dir
     if state.resumed:
@@ -229,8 +256,7 @@ def run(
     for t in state.removed_tmp:
         say(f"removed partial shard {t}")
     write_json(pre.to_json(), run_dir / "preflight.json")
-    write_json({"policy": cfg.data_errors, "skipped": [
-        {"file": e.path, "line": e.line, "message": str(e)} for e in plan.skipped_rows]}, run_dir / "data_errors.json")
+    write_json(data_errors_json(cfg.data_errors, plan), run_dir / "data_errors.json")
     hashes = file_hashes(served, pre)
     manifest = _start_manifest(run_dir, state, cfg, served, pre, plan, hashes, started)
 
@@ -254,8 +280,15 @@ def run(
         stops = {name: task.stop for name, task in plan.tasks.items()}
         t0 = time.perf_counter()
         out = served.output
+        session = manifest["sessions"][-1]
+
+        def record_progress() -> None:  # after each shard: a killed session still counts its generation time
+            session.update(generation_s=round(time.perf_counter() - t0, 3), generated=writer.rows_written)
+            write_json(manifest, run_dir / "manifest.json")
+
         try:
-            with ShardWriter(run_dir / "generations", state.run_id, out.shard_rows, out.shard_seconds) as writer, \
+            with ShardWriter(run_dir / "generations", state.run_id, out.shard_rows, out.shard_seconds,
+                             on_flush=record_progress) as writer, \
                     _progress(progress, remaining.height) as advance:
                 for record in engine.generate(remaining, served.sampling, stops, isolate_base=served.engine.isolate_base):
                     writer.write(record)
@@ -290,10 +323,31 @@ def run(
                        remaining.height, state, pre, parity, plan.skipped_rows)
     _finish_manifest(run_dir, manifest, result, generations)
     if report:
-        from capdrift_fast.report import write_report
-
-        write_report([run_dir], run_dir, samples=plan.samples)
+        report_or_warn(run_dir, say, samples=plan.samples)
     return result
+
+
+def report_or_warn(run_dir: Path, say: Callable[[str], None], samples: dict[str, pl.DataFrame] | None = None) -> bool:
+    """Write the report into ``run_dir``; a failure does not fail the run (its scores and matrix are on
+    disk): it is reported, recorded as ``report_error`` in ``manifest.json``, and ``capdrift report
+    RUN_DIR`` redoes it. Returns whether the report was written."""
+    from capdrift_fast.report import write_report
+
+    path = run_dir / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        manifest = {}
+    try:
+        write_report([run_dir], run_dir, samples=samples)
+    except Exception as exc:  # noqa: BLE001 - any failure of the report must leave the finished run usable
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+        say(f"warning: the report could not be written ({reason}); scores.parquet and matrix.parquet are saved. "
+            f"Fix the cause, then run `capdrift report {run_dir}`")
+        if manifest:
+            write_json({**manifest, "report_error": reason}, path)
+        return False
+    return True  # (write_report clears an earlier report_error itself)
 
 
 def shard_plan(served: RunConfig, plan: Plan, shard: "ShardSpec", engine: "VLLMEngine | None" = None

@@ -28,6 +28,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ from capdrift_fast.config import RunConfig
 from capdrift_fast.errors import RunDirError
 from capdrift_fast.io.atomic import atomic_write
 from capdrift_fast.io.hashing import changed_files
+from capdrift_fast.io.lock import run_folder_lock
+from capdrift_fast.io.paths import inside
 from capdrift_fast.io.rundir import CONFIG_FILE, PLAN_FILE, RUN_FILE, config_differences
 from capdrift_fast.io.shards import SHARD_GLOB, read_shard
 from capdrift_fast.parity import ParityResult
@@ -286,13 +289,17 @@ def check_merge_target(out: Path) -> None:
         raise RunDirError(f"{out} holds generations but no {RUN_FILE}; merge into a new --out folder")
 
 
-def _prepare_out(out: Path, shards: list[ShardFolder]) -> None:
+def _check_out(out: Path, shards: list[ShardFolder]) -> None:
     for s in shards:
         if out == s.path or s.path in out.parents:
             raise RunDirError(f"--out {out} lies inside {s.label}; merge into a folder of its own")
     check_merge_target(out)
+
+
+def _prepare_out(out: Path, shards: list[ShardFolder]) -> None:
+    _check_out(out, shards)  # again, under the lock
     run_file = out / RUN_FILE
-    gen_dir = out / "generations"
+    gen_dir = inside(out, "generations")
     if run_file.is_file():
         for old in gen_dir.glob(SHARD_GLOB):  # links/copies of a previous merge: redone below
             old.unlink()
@@ -331,6 +338,12 @@ def merge(
         RunDirError: a check of the module docstring failed (the message names the shard folder).
         DataError: the data cannot be read for the full plan.
     """
+    with ExitStack() as held:  # the folder's lock, taken after the checks (capdrift_fast.io.lock)
+        return _merge(shard_dirs, out, data_dir, notify, report, held)
+
+
+def _merge(shard_dirs: list[str | Path], out: str | Path, data_dir: str | Path | None,
+           notify: Callable[[str], None] | None, report: bool, held: ExitStack):  # type: ignore[no-untyped-def]
     from capdrift_fast.runner import RunResult, score_run, write_json, write_parquet
 
     say = notify or (lambda msg: None)
@@ -351,11 +364,18 @@ def merge(
     if data_dir is not None:
         served = served.model_copy(update={"data_dir": str(Path(data_dir).expanduser().resolve())})
     plan: Plan = build_plan(served)
+    errors_json = shards[0].path / "data_errors.json"
+    if errors_json.is_file():  # prompts the shards left out for their length (capdrift_fast.prompt_checks)
+        from capdrift_fast.prompt_checks import drop_samples
+
+        plan = drop_samples(plan, (_read_json(errors_json, "data_errors.json") or {}).get("skipped", []))
     check_union(shards, plan.requests)
     count = int(shards[0].shard["count"])
     say(f"{count} shard(s) cover the {plan.requests.height} planned requests exactly once")
 
     out = Path(out).expanduser().resolve()
+    _check_out(out, shards)  # refused merges write nothing
+    held.enter_context(run_folder_lock(out, "capdrift merge"))  # one writer per run folder, until the end
     _prepare_out(out, shards)
     merged_from, n = [], 0
     for s in shards:
@@ -390,9 +410,9 @@ def merge(
     result = RunResult(out, run_id, matrix, plan.requests.height, manifest["engine_start_s"], manifest["generation_s"],
                        manifest["output_tokens"], 0, None, None, parity, plan.skipped_rows, merged_shards=len(shards))
     if report:
-        from capdrift_fast.report import write_report
+        from capdrift_fast.runner import report_or_warn
 
-        write_report([out], out, samples=plan.samples)
+        report_or_warn(out, say, samples=plan.samples)
     return result
 
 

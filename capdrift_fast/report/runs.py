@@ -99,6 +99,36 @@ def random_baselines(tasks: dict[str, Task], samples: dict[str, pl.DataFrame] | 
     return pl.DataFrame(rows, schema=BASELINE_SCHEMA), notes
 
 
+def check_scores(run_dir: Path, config: RunConfig, scores: pl.DataFrame) -> None:
+    """``scores.parquet`` belongs to the run's config: its columns ``adapter`` and ``task`` exist, every
+    model is ``base`` or a configured adapter (their names become file names of the lm-eval export), the
+    base model is there, and every task is a configured one.
+
+    Raises:
+        RunFolderError: naming the file and the first foreign value.
+    """
+    from capdrift_fast.config import BASE_NAME, task_name
+
+    path = run_dir / "scores.parquet"
+    missing = [c for c in ("adapter", "task", "request_id") if c not in scores.columns]
+    if missing:
+        raise RunFolderError(f"{path}: column {missing[0]!r} missing; not the scores of a capdrift run")
+    models = scores.get_column("adapter").unique(maintain_order=True).to_list()
+    known = {BASE_NAME, *(a.name for a in config.adapters)}
+    foreign = [m for m in models if m not in known]
+    if foreign:
+        raise RunFolderError(f"{path} names model {str(foreign[0])[:80]!r}, which is neither {BASE_NAME!r} nor an "
+                             "adapter of the run's config.json; the file does not belong to this run (restore it, "
+                             "or rerun the run)")
+    if BASE_NAME not in models:
+        raise RunFolderError(f"{path} has no rows of the base model; the file is incomplete (restore it, or rerun)")
+    tasks = {task_name(t) for t in config.tasks}
+    odd = [t for t in scores.get_column("task").unique(maintain_order=True).to_list() if t not in tasks]
+    if odd:
+        raise RunFolderError(f"{path} names task {str(odd[0])[:80]!r}, which the run's config.json does not have; "
+                             "the file does not belong to this run")
+
+
 def load_run(run_dir: str | Path, label: str | None = None, samples: dict[str, pl.DataFrame] | None = None) -> RunData:
     """Read a run folder (``config.json``, ``scores.parquet``, ``manifest.json``) and analyse it.
 
@@ -126,6 +156,7 @@ def load_run(run_dir: str | Path, label: str | None = None, samples: dict[str, p
         scores = pl.read_parquet(run_dir / "scores.parquet")
     except Exception as exc:  # polars raises several types for a damaged file
         raise RunFolderError(f"{run_dir / 'scores.parquet'}: cannot read ({exc})") from None
+    check_scores(run_dir, config, scores)
     labels = {a.name: a.label for a in config.adapters}
     try:
         analysis = analyze(scores, tasks, config.drift, labels)

@@ -17,7 +17,7 @@ import polars as pl
 
 from capdrift_fast.errors import DataError
 from capdrift_fast.scoring.numeric import score_numeric
-from capdrift_fast.tasks.base import MetricSpec, RowErrors, no_samples_error, read_jsonl, require_fields
+from capdrift_fast.tasks.base import MetricSpec, PromptWatch, RowErrors, no_samples_error, read_jsonl, require_fields
 
 DEFAULT_DATA = "gsm8k/test.jsonl"
 
@@ -46,6 +46,9 @@ class GSM8KTask:
                 no usable line at all.
         """
         records = []
+        self.lines: dict[str, int] = {}
+        """sample_id -> line of the data file (for messages naming file:line)."""
+        watch = PromptWatch(self.path, self.errors)
         for lineno, rec in read_jsonl(self.path, self.errors):
             try:
                 require_fields(self.path, lineno, rec, {"question": str, "answer": str})
@@ -56,10 +59,13 @@ class GSM8KTask:
                 self.errors.bad(err)
                 continue
             records.append((lineno - 1, rec))
+            self.lines[str(lineno - 1)] = lineno
         shots, evals = records[: self.num_fewshot], records[self.num_fewshot :]
         prefix = "".join(f"Question: {r['question']}\nAnswer: {r['answer']}\n\n" for _, r in shots)
         if self.limit:
             evals = evals[: self.limit]
+        for i, r in evals:
+            watch.check(r["question"], f"line {i + 1}", i + 1)
         if not evals:
             raise no_samples_error(self.path, self.errors)
         return pl.DataFrame(

@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from capdrift_fast.errors import DataError, UnknownNameError
-from capdrift_fast.tasks.base import MetricSpec, RowErrors, no_samples_error, read_jsonl, require_fields
+from capdrift_fast.tasks.base import MetricSpec, PromptWatch, RowErrors, no_samples_error, read_jsonl, require_fields
 
 DEFAULT_DATA = "ifeval/input_data.jsonl"
 
@@ -46,6 +46,9 @@ class IFEvalTask:
         """
         rows = []
         seen: dict[int, int] = {}
+        self.lines: dict[str, int] = {}
+        """sample_id -> line of the data file (for messages naming file:line)."""
+        watch = PromptWatch(self.path, self.errors)
         for lineno, rec in read_jsonl(self.path, self.errors):
             try:
                 self._check_row(lineno, rec)
@@ -56,6 +59,8 @@ class IFEvalTask:
             except DataError as err:
                 self.errors.bad(err)
                 continue
+            watch.check(rec["prompt"], f"line {lineno}", lineno)
+            self.lines[str(rec["key"])] = lineno
             rows.append({"sample_id": str(rec["key"]), "prompt": rec["prompt"],
                          "instruction_id_list": rec["instruction_id_list"], "kwargs": json.dumps(rec["kwargs"])})
             if self.limit and len(rows) >= self.limit:
