@@ -98,6 +98,9 @@ def _report(result, cfg) -> None:  # type: ignore[no-untyped-def]
     if result.preflight and result.preflight.bad_adapters:
         console.print(f"[yellow]adapters left out by the preflight: {', '.join(result.preflight.bad_adapters)} "
                       f"(see {result.run_dir / 'preflight.json'})[/yellow]")
+    if result.parity and result.parity.status == "error":
+        console.print(f"[bold yellow]PARITY GUARD NOT RUN: no result is confirmed or marked suspect "
+                      f"({result.parity.message}); see {result.run_dir / 'parity.json'}[/bold yellow]")
     if result.parity and result.parity.suspects:
         console.print(f"[bold red]SUSPECT results (vLLM disagreed with transformers+peft): "
                       f"{', '.join(result.parity.suspects)}; see {result.run_dir / 'parity.json'}[/bold red]")
@@ -111,6 +114,9 @@ def _report_shard(result, merge_hint: bool = True) -> None:  # type: ignore[no-u
         f"({result.n_generated} generated now, {info['expected_tokens']} expected tokens), {result.output_tokens} output "
         f"tokens in {result.generation_s:.1f} s{tps}. Shard folder: {result.run_dir}"
     )
+    if result.parity and result.parity.status == "error":
+        typer.secho(f"PARITY GUARD NOT RUN in this shard ({result.parity.message}); see "
+                    f"{result.run_dir / 'parity.json'}", fg=typer.colors.YELLOW)
     if result.parity and result.parity.suspects:
         typer.secho(f"SUSPECT in this shard (vLLM disagreed with transformers+peft): {', '.join(result.parity.suspects)}; "
                     f"see {result.run_dir / 'parity.json'}", fg=typer.colors.RED)

@@ -265,7 +265,13 @@ class ParityConfig(_Strict):
     compared per canary. ``mode``: ``tokens`` = greedy tokens must be equal (float32); ``logprob`` =
     teacher-forced with the reference, each of vLLM's tokens must be within ``logprob_tolerance`` nats of
     the reference's most likely token (bf16/fp16 numerics); ``auto`` = ``tokens`` when the engine runs in
-    float32, else ``logprob``. ``device``: where the reference runs (``auto``: cuda when available).
+    float32, else ``logprob``; ``sampled`` (always, for runs with ``sampling.temperature > 0``, whose tokens
+    are draws, not argmaxes): teacher-forced with the reference, each of vLLM's sampled tokens must have the
+    log-probability vLLM reported for it within ``sampled_tolerance`` nats (default: 0.01 when the engine
+    runs in float32, where correct serving measured < 1e-4; else ``logprob_tolerance``, not calibrated).
+    ``device``: where the reference runs (``auto``: cuda when available). The reference is built in a
+    separate Python process (``python -m capdrift_fast.parity_process``): a vLLM engine that served a model
+    through its Transformers backend leaves transformers patched in its own process.
 
     Why 0.5 nats: a correct bf16 engine should part from the reference only where the reference's top
     tokens lie within bf16 noise of each other (assumed to be a few tenths of a nat; not measured here, no
@@ -277,8 +283,9 @@ class ParityConfig(_Strict):
     enabled: bool = True
     canaries_per_task: int = Field(default=2, ge=1)
     max_tokens: int = Field(default=16, ge=1)
-    mode: Literal["auto", "tokens", "logprob"] = "auto"
+    mode: Literal["auto", "tokens", "logprob", "sampled"] = "auto"
     logprob_tolerance: float = Field(default=0.5, gt=0)
+    sampled_tolerance: float | None = Field(default=None, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 

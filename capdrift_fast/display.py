@@ -15,7 +15,8 @@ def matrix_table(matrix: pl.DataFrame, tasks: Mapping[str, Task], labels: Mappin
     """A ``rich.table.Table`` of the primary metrics: the base column shows the score, each adapter
     column ``score (gain vs base)``, green for a gain and red for a loss, ``*`` when the gain is
     significant (``significant`` column, Benjamini–Hochberg); a model the parity guard marked
-    ``suspect`` says so in its header. Only the display pivots; ``matrix`` (long, see
+    ``suspect`` says so in its header, as does one the guard did not confirm (``guard`` column: not run,
+    disabled, not checked). Only the display pivots; ``matrix`` (long, see
     :mod:`capdrift_fast.drift`) is unchanged."""
     from rich.markup import escape
     from rich.table import Table
@@ -28,10 +29,15 @@ def matrix_table(matrix: pl.DataFrame, tasks: Mapping[str, Task], labels: Mappin
     suspect = set()
     if "suspect" in matrix.columns:
         suspect = set(matrix.filter(pl.col("suspect").fill_null(False)).get_column("adapter").to_list())
+    guard: dict[str, str] = {}
+    if "guard" in matrix.columns:
+        guard = dict(matrix.select("adapter", "guard").unique(subset="adapter", maintain_order=True).iter_rows())
     for m in models:
         head = m if m == BASE_NAME else f"{m}\n[dim]{escape(labels.get(m, ''))}[/dim]"  # user text, not markup
         if m in suspect:
             head += "\n[bold red]SUSPECT[/bold red]"
+        elif guard.get(m) not in (None, "agreed"):
+            head += f"\n[yellow]guard: {guard[m]}[/yellow]"
         table.add_column(head, justify="right", no_wrap=True)
     cells = {(r["adapter"], r["task"], r["metric"]): r for r in matrix.iter_rows(named=True)}
     for task in tasks.values():

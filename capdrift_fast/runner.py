@@ -137,16 +137,16 @@ def check_coverage(plan: Plan, generations: pl.DataFrame) -> None:
 
 def score_run(run_dir: Path, plan: Plan, generations: pl.DataFrame | None = None,
               suspect: dict[str, bool | None] | None = None, drift: DriftConfig | None = None,
-              labels: dict[str, str] | None = None) -> pl.DataFrame:
+              labels: dict[str, str] | None = None, guard: dict[str, str] | None = None) -> pl.DataFrame:
     """Score the shards of ``run_dir`` into ``scores.parquet``, ``matrix.parquet`` (with the parity
-    guard's ``suspect`` flags when given) and ``drift.parquet`` (statistics with ``drift`` settings;
+    guard's ``suspect`` flags and ``guard`` statuses when given) and ``drift.parquet`` (statistics with ``drift`` settings;
     ``labels``: adapter -> nominal label); return the matrix."""
     if generations is None:
         generations = read_generations(run_dir / "generations").collect()
     check_coverage(plan, generations)
     scores = score_generations(generations, plan.tasks, plan.samples)
     analysis = analyze(scores, plan.tasks, drift, labels)
-    matrix = analysis.matrix if suspect is None else mark_suspect(analysis.matrix, suspect)
+    matrix = analysis.matrix if suspect is None else mark_suspect(analysis.matrix, suspect, guard)
     faults.maybe_enospc("enospc-scoring", run_dir / "scores.parquet")
     write_parquet(scores, run_dir / "scores.parquet")
     write_parquet(matrix, run_dir / "matrix.parquet")
@@ -309,7 +309,8 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool, engine: "VLLMEngine | No
     parity = run_parity(served, plan, generations, model_dtype=model_dtype, reference=reference)
     write_json(parity.to_json(), run_dir / "parity.json")
     if parity.status == "error":
-        say(f"parity guard could not run ({parity.message}); results are not marked either way")
+        say(f"PARITY GUARD NOT RUN ({parity.message}): no result of this run is confirmed or marked suspect; "
+            f"see {run_dir / 'parity.json'}")
     for m in parity.suspects:
         say(f"SUSPECT: vLLM disagreed with transformers+peft on {m!r}'s canaries; its results are marked suspect")
     if shard_info is not None:
@@ -318,7 +319,8 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool, engine: "VLLMEngine | No
         _finish_manifest(run_dir, manifest, result, generations)
         return result
     matrix = score_run(run_dir, plan, generations, parity.suspect, served.drift,
-                       {a.name: a.label for a in served.adapters})
+                       {a.name: a.label for a in served.adapters},
+                       {m: v["guard"] for m, v in parity.to_json()["models"].items()})
     result = RunResult(run_dir, state.run_id, matrix, plan.requests.height, engine_start_s, gen_s, out_tokens,
                        remaining.height, state, pre, parity, plan.skipped_rows)
     _finish_manifest(run_dir, manifest, result, generations)

@@ -43,7 +43,7 @@ from capdrift_fast.io.lock import run_folder_lock
 from capdrift_fast.io.paths import inside
 from capdrift_fast.io.rundir import CONFIG_FILE, PLAN_FILE, RUN_FILE, config_differences
 from capdrift_fast.io.shards import SHARD_GLOB, read_shard
-from capdrift_fast.parity import ParityResult
+from capdrift_fast.parity import ParityResult, guard_status
 from capdrift_fast.plan import PLAN_SCHEMA, Plan, build_plan
 
 MERGE_KEY = "merged_from"
@@ -263,6 +263,9 @@ def combine_parity(shards: list[ShardFolder], models: list[str]) -> dict[str, An
     for m, entry in per.items():
         flagged = [bool((s.parity.get("models") or {}).get(m, {}).get("suspect")) for s in shards]
         entry["suspect"] = True if any(flagged) or entry["disagreed"] else (False if entry["checked"] else None)
+        # a shard whose guard could not run leaves its part unchecked: only a disagreement overrides that
+        entry["guard"] = ("SUSPECT" if entry["suspect"] else "not run" if "error" in statuses
+                          else guard_status(statuses[0] if len(set(statuses)) == 1 else "ok", entry["suspect"]))
     status = statuses[0] if len(set(statuses)) == 1 else "partial"
     messages = [f"shard {s.shard['index']}: {s.parity.get('message')}" for s in shards if s.parity.get("message")]
     first = shards[0].parity
@@ -402,7 +405,8 @@ def _merge(shard_dirs: list[str | Path], out: str | Path, data_dir: str | Path |
         say(f"SUSPECT: vLLM disagreed with transformers+peft on {m!r}'s canaries in a shard; its results are marked suspect")
 
     generations = pl.concat(gens) if gens else pl.DataFrame()
-    matrix = score_run(out, plan, generations, suspect, served.drift, {a.name: a.label for a in served.adapters})
+    matrix = score_run(out, plan, generations, suspect, served.drift, {a.name: a.label for a in served.adapters},
+                       {m: v["guard"] for m, v in parity_json["models"].items()})
     manifest = _merged_manifest(shards, run_id, plan, generations, parity_json)
     write_json(manifest, out / "manifest.json")
     parity = ParityResult(parity_json["status"], parity_json["mode"] or "-", suspect, parity_json["canaries"],  # type: ignore[arg-type]

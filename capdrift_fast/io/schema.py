@@ -20,5 +20,8 @@ GENERATION_SCHEMA = pa.schema(
         pa.field("finish_reason", pa.string(), nullable=False),  # "stop" | "length" | ...
         pa.field("ttft_s", pa.float64()),  # time to first token in seconds, when the engine reports it
         pa.field("finished_at", pa.float64(), nullable=False),  # unix time, seconds
+        # sampled runs (temperature > 0) only: vLLM's log-probability (nats, raw logits) of each output
+        # token, which the parity guard compares with the reference's (null for greedy runs)
+        pa.field("output_logprobs", pa.list_(pa.float32())),
     ]
 )

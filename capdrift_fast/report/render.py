@@ -154,7 +154,8 @@ def _single_matrix(run: RunData) -> dict[str, Any]:
                     "bg": bg, "fg": fg,
                 })
             rows.append(row)
-    return {"columns": [{"name": a, "label": run.labels.get(a, "")} for a in adapters], "rows": rows}
+    return {"columns": [{"name": a, "label": run.labels.get(a, ""), "guard": run.guard.get(a, "")} for a in adapters],
+            "base_guard": run.guard.get(BASE_NAME, ""), "rows": rows}
 
 
 def _off_moves(run: RunData) -> list[dict[str, Any]]:

@@ -33,6 +33,8 @@ class RunData:
         baselines: random-guess expectations, long (task, metric, score); empty where undefined.
         notes: things the report should say it could not do (e.g. data missing for baselines).
         adapter_files: adapter name -> {file: sha256} (from the manifest when it has them).
+        guard: model -> the parity guard's status (``parity.json``: agreed, SUSPECT, not run, disabled,
+            not checked); empty when the folder has no ``parity.json``.
     """
 
     run_dir: Path
@@ -44,6 +46,7 @@ class RunData:
     baselines: pl.DataFrame
     notes: list[str] = field(default_factory=list)
     adapter_files: dict[str, dict[str, str]] = field(default_factory=dict)
+    guard: dict[str, str] = field(default_factory=dict)
 
     @property
     def labels(self) -> dict[str, str]:
@@ -165,5 +168,29 @@ def load_run(run_dir: str | Path, label: str | None = None, samples: dict[str, p
     baselines, notes = random_baselines(tasks, samples)
     if not manifest:
         notes.append(f"{run_dir / 'manifest.json'} missing: timings and versions unknown")
-    return RunData(run_dir, label or run_dir.name, config, manifest, tasks, analysis, baselines, notes,
-                   adapter_hashes(manifest, config))
+    guard, guard_notes = parity_summary(run_dir)
+    return RunData(run_dir, label or run_dir.name, config, manifest, tasks, analysis, baselines,
+                   notes + guard_notes, adapter_hashes(manifest, config), guard)
+
+
+def parity_summary(run_dir: Path) -> tuple[dict[str, str], list[str]]:
+    """The parity guard's per-model status from ``run_dir/parity.json`` and the notes a report must carry:
+    one when the guard could not run (with its reason), one naming suspect models. ``({}, [note])`` when
+    the file is missing."""
+    from capdrift_fast.parity import guard_status
+
+    path = run_dir / "parity.json"
+    if not path.is_file():
+        return {}, [f"{path} missing: the parity guard's verdict is unknown"]
+    parity = _read_json(path)
+    status = parity.get("status")
+    models = parity.get("models") or {}
+    guard = {m: v.get("guard") or guard_status(status, v.get("suspect")) for m, v in models.items()}
+    notes = []
+    if status in ("error", "partial") and any(g == "not run" for g in guard.values()):
+        notes.append(f"PARITY GUARD NOT RUN ({parity.get('message') or 'no reason recorded'}): these results are "
+                     "neither confirmed nor marked suspect against transformers+peft")
+    bad = [m for m, g in guard.items() if g == "SUSPECT"]
+    if bad:
+        notes.append(f"SUSPECT (vLLM disagreed with transformers+peft on their canaries): {', '.join(bad)}")
+    return guard, notes
