@@ -62,11 +62,14 @@ def test_0_1_0_folder_reports_and_shows_suspects(tmp_path: Path, data_dir: Path)
     # the parity guard marks a model suspect: the report says so (it used to look clean)
     m = pl.read_parquet(run / "matrix.parquet")
     m.with_columns(suspect=pl.col("adapter") == "math-r16").write_parquet(run / "matrix.parquet")
+    parity = json.loads((run / "parity.json").read_text())
+    parity["models"]["math-r16"].update(suspect=True, guard="SUSPECT")
+    (run / "parity.json").write_text(json.dumps(parity))
     files = write_report([run])
     for page in (files.markdown, files.html):
         text = page.read_text()
-        assert "math-r16 SUSPECT" in text and "SUSPECT: math-r16: vLLM disagreed" in text
-        assert "instruct-r8 SUSPECT" not in text
+        assert "guard: SUSPECT" in text and "on their canaries): math-r16" in text
+        assert text.count("guard: SUSPECT") == 1  # only math-r16's column
 
 
 @pytest.mark.engine  # needs the demo assets (built once per session); starts no engine itself

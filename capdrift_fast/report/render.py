@@ -154,9 +154,8 @@ def _single_matrix(run: RunData) -> dict[str, Any]:
                     "bg": bg, "fg": fg,
                 })
             rows.append(row)
-    suspect = set(m.filter(pl.col("suspect").fill_null(False))["adapter"].to_list()) if "suspect" in m.columns else set()
-    return {"columns": [{"name": a + (" SUSPECT" if a in suspect else ""), "label": run.labels.get(a, "")}
-                        for a in adapters], "rows": rows}
+    return {"columns": [{"name": a, "label": run.labels.get(a, ""), "guard": run.guard.get(a, "")} for a in adapters],
+            "base_guard": run.guard.get(BASE_NAME, ""), "rows": rows}
 
 
 def _off_moves(run: RunData) -> list[dict[str, Any]]:
