@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import errno
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -24,6 +27,41 @@ IncludeOpt = Annotated[Optional[list[Path]], typer.Option(
 def _fail(exc: Exception) -> None:
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
+
+
+@contextmanager
+def _guard(out: Optional[Path] = None) -> Iterator[None]:
+    """Run a command body with SIGTERM handled like Ctrl-C, and the environment's errors as one line.
+
+    - :class:`~capdrift_fast.errors.CapdriftError` (bad input): its message, exit 2;
+    - Ctrl-C / SIGTERM: where the finished work is and how to resume, exit 130 / 143 (the shard writer
+      has flushed its buffer on the way out);
+    - an ``OSError`` (disk full, read-only folder, permission): the file and what to do, exit 2;
+    - a ``UnicodeDecodeError`` escaping the loaders: which file is not UTF-8, exit 2.
+    """
+    from capdrift_fast.errors import CapdriftError
+    from capdrift_fast.rundir.paths import os_reason
+    from capdrift_fast.signals import Terminated, exit_code, sigterm_as_interrupt
+
+    try:
+        with sigterm_as_interrupt():
+            yield
+    except CapdriftError as exc:
+        _fail(exc)
+    except KeyboardInterrupt as exc:
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        where = f"; finished generations are saved in {out}. Run the same command to resume" if out else ""
+        typer.secho(f"{what}{where}.", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(exit_code(exc)) from None
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        resume = "" if out is None or exc.errno not in (errno.ENOSPC, errno.EDQUOT) else \
+            f" (finished generations are kept in {out})"
+        typer.secho(f"error: {where}{os_reason(exc)}{resume}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    except UnicodeDecodeError as exc:
+        typer.secho(f"error: a file is not UTF-8 text ({exc}); save it as UTF-8", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
 
 
 def _say(msg: str) -> None:
@@ -62,6 +100,9 @@ def _report(result, cfg) -> None:  # type: ignore[no-untyped-def]
     if result.preflight and result.preflight.bad_adapters:
         console.print(f"[yellow]adapters left out by the preflight: {', '.join(result.preflight.bad_adapters)} "
                       f"(see {result.run_dir / 'preflight.json'})[/yellow]")
+    if result.parity and result.parity.status == "error":
+        console.print(f"[bold yellow]PARITY GUARD NOT RUN: no result is confirmed or marked suspect "
+                      f"({result.parity.message}); see {result.run_dir / 'parity.json'}[/bold yellow]")
     if result.parity and result.parity.suspects:
         console.print(f"[bold red]SUSPECT results (vLLM disagreed with transformers+peft): "
                       f"{', '.join(result.parity.suspects)}; see {result.run_dir / 'parity.json'}[/bold red]")
@@ -75,6 +116,9 @@ def _report_shard(result, merge_hint: bool = True) -> None:  # type: ignore[no-u
         f"({result.n_generated} generated now, {info['expected_tokens']} expected tokens), {result.output_tokens} output "
         f"tokens in {result.generation_s:.1f} s{tps}. Shard folder: {result.run_dir}"
     )
+    if result.parity and result.parity.status == "error":
+        typer.secho(f"PARITY GUARD NOT RUN in this shard ({result.parity.message}); see "
+                    f"{result.run_dir / 'parity.json'}", fg=typer.colors.YELLOW)
     if result.parity and result.parity.suspects:
         typer.secho(f"SUSPECT in this shard (vLLM disagreed with transformers+peft): {', '.join(result.parity.suspects)}; "
                     f"see {result.run_dir / 'parity.json'}", fg=typer.colors.RED)
@@ -86,12 +130,7 @@ def _report_shard(result, merge_hint: bool = True) -> None:  # type: ignore[no-u
 def _run(cfg, out: Path, quiet: bool, allow_pickle: bool, shard=None):  # type: ignore[no-untyped-def]
     from capdrift_fast.runner import run as run_job
 
-    try:
-        return run_job(cfg, out, progress=not quiet, allow_pickle=allow_pickle, notify=_say, shard=shard)
-    except KeyboardInterrupt:
-        typer.secho(f"interrupted; finished generations are saved in {out}. Run the same command to resume.",
-                    fg=typer.colors.YELLOW, err=True)
-        raise typer.Exit(130) from None
+    return run_job(cfg, out, progress=not quiet, allow_pickle=allow_pickle, notify=_say, shard=shard)
 
 
 @app.command()
@@ -115,9 +154,9 @@ def run(
     With engine.data_parallel_size D > 1, D engine replicas run on this node (OUT/replicas/) and are merged.
     """
     from capdrift_fast.config import load_config
-    from capdrift_fast.errors import CapdriftError, ConfigError
+    from capdrift_fast.errors import ConfigError
 
-    try:
+    with _guard(out):
         cfg = load_config(config, include_path)
         spec = None
         if shard is not None:
@@ -133,28 +172,23 @@ def run(
             result = _run_data_parallel(config, cfg, out, allow_pickle)
         else:
             result = _run(cfg, out, quiet, allow_pickle, spec)
-    except CapdriftError as exc:
-        _fail(exc)
-    if result.shard is not None:
-        _report_shard(result, merge_hint=not dp_replica)
-    else:
-        _report(result, cfg)
+        if result.shard is not None:
+            _report_shard(result, merge_hint=not dp_replica)
+        else:
+            _report(result, cfg)
 
 
 def _run_data_parallel(config: Path, cfg, out: Path, allow_pickle: bool):  # type: ignore[no-untyped-def]
     from capdrift_fast.distributed.data_parallel import run_replicas
     from capdrift_fast.distributed.merge import check_merge_target, merge
+    from capdrift_fast.rundir.lock import run_folder_lock
 
-    check_merge_target(out.resolve())
-    size = cfg.engine.data_parallel_size
-    typer.echo(f"engine.data_parallel_size {size}: {size} engine replicas, each on its share of the requests")
-    try:
+    with run_folder_lock(out, "capdrift run (data parallel)"):  # the replicas lock their own folders
+        check_merge_target(out.resolve())
+        size = cfg.engine.data_parallel_size
+        typer.echo(f"engine.data_parallel_size {size}: {size} engine replicas, each on its share of the requests")
         dirs = run_replicas(config.resolve(), out, size, cfg.engine.tensor_parallel_size, allow_pickle, notify=_say)
-    except KeyboardInterrupt:
-        typer.secho(f"interrupted; finished generations are saved in {out}. Run the same command to resume.",
-                    fg=typer.colors.YELLOW, err=True)
-        raise typer.Exit(130) from None
-    return merge(dirs, out, notify=_say)
+        return merge(dirs, out, notify=_say)
 
 
 @app.command("merge")
@@ -170,14 +204,11 @@ def merge_cmd(
     """
     from capdrift_fast.config import RunConfig
     from capdrift_fast.distributed.merge import merge
-    from capdrift_fast.errors import CapdriftError
 
-    try:
+    with _guard():
         result = merge(list(shard_dirs), out, data_dir=data_dir, notify=_say)
         cfg = RunConfig.model_validate_json((result.run_dir / "config.json").read_text())
-    except CapdriftError as exc:
-        _fail(exc)
-    _report(result, cfg)
+        _report(result, cfg)
 
 
 @app.command()
@@ -197,15 +228,13 @@ def validate(
     from capdrift_fast.config import load_config
     from capdrift_fast.errors import CapdriftError
 
-    try:
+    with _guard():
         cfg = load_config(config, include_path)
         extra, problems = adapters_in_dir(adapters_dir) if adapters_dir else ([], [])
         known = {a.name for a in cfg.adapters}
         clash = [a for a in extra if a.name in known]
         extra = [a for a in extra if a.name not in known]
         report = preflight(cfg, allow_pickle, extra)
-    except CapdriftError as exc:
-        _fail(exc)
     lines = [*map(str, problems), *map(str, report.problems)]
     lines += [f"error: adapter folder {a.name!r} ({a.path}): the config already has an adapter of this name; "
               "rename the folder" for a in clash]
@@ -218,17 +247,23 @@ def validate(
     if data:
         from capdrift_fast.pipeline.plan import build_plan
 
+        from capdrift_fast.prompt_checks import check_prompt_lengths, model_max_len
+
         try:
             plan = build_plan(cfg, data_errors="skip")
+            max_len = model_max_len(cfg, report.base.local_dir if report.base else None)
+            plan = check_prompt_lengths(cfg, plan, max_len, policy="skip")  # prompts that do not fit the engine
         except CapdriftError as exc:
             typer.echo(f"error: data: {exc}")
             n_err += 1
         else:
             for err in plan.skipped_rows:
                 typer.echo(f"{'error' if cfg.data_errors == 'fail' else 'warning'}: data: {err}")
+            for err in plan.warnings:
+                typer.echo(f"warning: data: {err}")
             n_err += len(plan.skipped_rows) if cfg.data_errors == "fail" else 0
             typer.echo(f"data: {plan.requests.height // len(plan.adapters)} samples in {len(plan.tasks)} tasks, "
-                       f"{len(plan.skipped_rows)} malformed row(s)")
+                       f"{len(plan.skipped_rows)} malformed or over-long row(s), {len(plan.warnings)} warning(s)")
     if n_err:
         typer.secho(f"{n_err} error(s); no engine was started.", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
@@ -250,24 +285,23 @@ def demo(
 
     from capdrift_fast.config import default_data_dir, load_config
     from capdrift_fast.demo import build_demo_assets, demo_config
-    from capdrift_fast.errors import CapdriftError, DataError
+    from capdrift_fast.errors import DataError
     from capdrift_fast.rundir import atomic_write_text
+    from capdrift_fast.rundir.paths import ensure_dir
 
-    try:
+    with _guard(out):
         data = (data_dir or default_data_dir()).resolve()
         if not data.is_dir():
             raise DataError(f"{data}: benchmark data folder not found; pass --data-dir or set CAPDRIFT_DATA_DIR")
         assets = build_demo_assets(data, cache_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        ensure_dir(out, "--out")
         cfg_path = out / "demo_config.yaml"
         raw = demo_config(assets, data, limit, seed=seed, temperature=temperature)
         atomic_write_text(cfg_path, yaml.safe_dump(raw, sort_keys=False))
         typer.echo(f"demo assets: {assets}\nconfig: {cfg_path}")
         cfg = load_config(cfg_path)
         result = _run(cfg, out, quiet, False)
-    except CapdriftError as exc:
-        _fail(exc)
-    _report(result, cfg)
+        _report(result, cfg)
 
 
 @app.command()
@@ -280,13 +314,10 @@ def report(
 ) -> None:
     """Write report.md, report.html and heatmap.png for one run, or combine several runs (seeds, base models,
     LoRA settings): spread per cell across seeds and sign flips across configurations."""
-    from capdrift_fast.errors import CapdriftError
     from capdrift_fast.report import write_report
 
-    try:
+    with _guard():
         files = write_report(list(run_dirs), out, max_items=max_items)
-    except CapdriftError as exc:
-        _fail(exc)
     if files.combined is not None:
         c = files.combined
         typer.echo(f"{len(files.runs)} runs in {c.configurations.height} configuration(s); "
@@ -309,15 +340,12 @@ def score_file(
     seed: Annotated[int, typer.Option(help="Seed of SuperNI's random-guess baseline.")] = 0,
 ) -> None:
     """Score responses produced elsewhere; write SCORES.parquet and print the benchmark's accuracies."""
-    from capdrift_fast.errors import CapdriftError
-    from capdrift_fast.rundir.atomic import atomic_write
     from capdrift_fast.benchmarks.score_file import score_file as run_scoring
+    from capdrift_fast.rundir.atomic import atomic_write
 
-    try:
+    with _guard():
         result = run_scoring(benchmark, data, responses, skip_missing=skip_missing, skip_extra=skip_extra, seed=seed)
-    except CapdriftError as exc:
-        _fail(exc)
-    atomic_write(out, lambda tmp: result.scores.write_parquet(tmp))
+        atomic_write(out, lambda tmp: result.scores.write_parquet(tmp))
     for note in result.notes:
         typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
     typer.echo(f"{result.benchmark}: {result.scores.height} scored -> {out}")

@@ -30,6 +30,8 @@ ADAPTER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 """Names of adapters, tasks and runs: letters, digits, ``_.-``, at most 64, not starting with ``.``/``-``.
 They appear in request ids (``adapter/task/sample_id``) and may name files, so they can never hold a
 path separator or climb out of the run folder (``..``)."""
+MAX_LABEL = 200
+"""Longest adapter label accepted (labels are shown in tables, the heatmap and the report)."""
 BASE_NAME = "base"
 """The name the base model (no adapter) carries in every output table."""
 
@@ -58,7 +60,8 @@ class AdapterConfig(_Strict):
 
     name: str
     path: str
-    label: str = "unlabelled"
+    label: str = Field(default="unlabelled", min_length=1, max_length=MAX_LABEL,
+                       description="Nominal label (plain text, at most 200 characters); may change on resume.")
     revision: str | None = None
     check_base_model: bool = Field(
         default=True,
@@ -69,14 +72,14 @@ class AdapterConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _name_is_safe(cls, v: str) -> str:
-        if v == BASE_NAME:
-            raise ValueError(f"{BASE_NAME!r} is reserved for the base model; rename the adapter")
+        if v.lower() == BASE_NAME:  # any case: 'BASE' collides with 'base' on case-insensitive file systems
+            raise ValueError(f"{v!r}: {BASE_NAME!r} (in any case) is reserved for the base model; rename the adapter")
         return check_safe_name(v, "adapter")
 
 
 def check_safe_name(value: str, kind: str) -> str:
     """``value`` if it matches :data:`ADAPTER_NAME_RE`, else ``ValueError`` saying what is allowed."""
-    if not ADAPTER_NAME_RE.match(value) or ".." in value:
+    if not ADAPTER_NAME_RE.fullmatch(value) or ".." in value:
         raise ValueError(
             f"{kind} names use letters, digits, '_', '.', '-' (at most 64, not starting with '.' or '-',"
             f" no '..') so they are safe in request ids and file names; got {value!r}"
@@ -260,7 +263,13 @@ class ParityConfig(_Strict):
     compared per canary. ``mode``: ``tokens`` = greedy tokens must be equal (float32); ``logprob`` =
     teacher-forced with the reference, each of vLLM's tokens must be within ``logprob_tolerance`` nats of
     the reference's most likely token (bf16/fp16 numerics); ``auto`` = ``tokens`` when the engine runs in
-    float32, else ``logprob``. ``device``: where the reference runs (``auto``: cuda when available).
+    float32, else ``logprob``; ``sampled`` (always, for runs with ``sampling.temperature > 0``, whose tokens
+    are draws, not argmaxes): teacher-forced with the reference, each of vLLM's sampled tokens must have the
+    log-probability vLLM reported for it within ``sampled_tolerance`` nats (default: 0.01 when the engine
+    runs in float32, where correct serving measured < 1e-4; else ``logprob_tolerance``, not calibrated).
+    ``device``: where the reference runs (``auto``: cuda when available). The reference is built in a
+    separate Python process (``python -m capdrift_fast.parity_process``): a vLLM engine that served a model
+    through its Transformers backend leaves transformers patched in its own process.
 
     Why 0.5 nats: a correct bf16 engine should part from the reference only where the reference's top
     tokens lie within bf16 noise of each other (assumed to be a few tenths of a nat; not measured here, no
@@ -272,8 +281,9 @@ class ParityConfig(_Strict):
     enabled: bool = True
     canaries_per_task: int = Field(default=2, ge=1)
     max_tokens: int = Field(default=16, ge=1)
-    mode: Literal["auto", "tokens", "logprob"] = "auto"
+    mode: Literal["auto", "tokens", "logprob", "sampled"] = "auto"
     logprob_tolerance: float = Field(default=0.5, gt=0)
+    sampled_tolerance: float | None = Field(default=None, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
@@ -318,9 +328,10 @@ class RunConfig(_Strict):
     @model_validator(mode="after")
     def _unique_names(self) -> "RunConfig":
         names = [a.name for a in self.adapters]
-        dup = sorted({n for n in names if names.count(n) > 1})
+        lower = [n.lower() for n in names]
+        dup = sorted({n for n in names if lower.count(n.lower()) > 1})
         if dup:
-            raise ValueError(f"adapter names must be unique; repeated: {', '.join(dup)}")
+            raise ValueError(f"adapter names must be unique, ignoring case (they name files); repeated: {', '.join(dup)}")
         tnames = [task_name(t) for t in self.tasks]
         tdup = sorted({n for n in tnames if tnames.count(n) > 1})
         if tdup:
@@ -368,6 +379,12 @@ def _read_yaml(path: Path, what: str) -> Any:
         raise ConfigError(f"{path}: {what} not found")
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                          f"save the {what} as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the {what} ({exc.strerror})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
 

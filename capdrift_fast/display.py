@@ -17,6 +17,7 @@ def matrix_table(matrix: pl.DataFrame, tasks: Mapping[str, Task], labels: Mappin
     significant (``significant`` column, Benjamini–Hochberg); a model the parity guard marked
     ``suspect`` says so in its header. Only the display pivots; ``matrix`` (long, see
     :mod:`capdrift_fast.analysis.drift`) is unchanged."""
+    from rich.markup import escape
     from rich.table import Table
 
     labels = labels or {}
@@ -27,10 +28,15 @@ def matrix_table(matrix: pl.DataFrame, tasks: Mapping[str, Task], labels: Mappin
     suspect = set()
     if "suspect" in matrix.columns:
         suspect = set(matrix.filter(pl.col("suspect").fill_null(False)).get_column("adapter").to_list())
+    guard: dict[str, str] = {}
+    if "guard" in matrix.columns:
+        guard = dict(matrix.select("adapter", "guard").unique(subset="adapter", maintain_order=True).iter_rows())
     for m in models:
-        head = m if m == BASE_NAME else f"{m}\n[dim]{labels.get(m, '')}[/dim]"
+        head = m if m == BASE_NAME else f"{m}\n[dim]{escape(labels.get(m, ''))}[/dim]"  # user text, not markup
         if m in suspect:
             head += "\n[bold red]SUSPECT[/bold red]"
+        elif guard.get(m) not in (None, "agreed"):
+            head += f"\n[yellow]guard: {guard[m]}[/yellow]"
         table.add_column(head, justify="right", no_wrap=True)
     cells = {(r["adapter"], r["task"], r["metric"]): r for r in matrix.iter_rows(named=True)}
     for task in tasks.values():
@@ -54,6 +60,7 @@ def matrix_table(matrix: pl.DataFrame, tasks: Mapping[str, Task], labels: Mappin
 def drift_table(drift: pl.DataFrame):  # type: ignore[no-untyped-def]
     """A ``rich.table.Table`` of ``drift.parquet`` (``DRIFT_SCHEMA``): per adapter its label, on- and
     off-target gain, drift score with its interval, and the label verdict (red when not supported)."""
+    from rich.markup import escape
     from rich.table import Table
 
     def f(x: float | None) -> str:
@@ -66,7 +73,7 @@ def drift_table(drift: pl.DataFrame):  # type: ignore[no-untyped-def]
         verdict = d["label_status"]
         style = {"supported": "green", "not supported": "red", "partly supported": "yellow"}.get(verdict, "dim")
         table.add_row(
-            d["adapter"], d["label"], f(d["on_gain"]), f(d["off_gain"]),
+            d["adapter"], escape(d["label"]), f(d["on_gain"]), f(d["off_gain"]),
             f"{f(d['drift'])} [{f(d['drift_low'])}, {f(d['drift_high'])}]", f"[{style}]{verdict}[/{style}]",
             str(len(d["off_moved"])),
         )

@@ -20,5 +20,22 @@ GENERATION_SCHEMA = pa.schema(
         pa.field("finish_reason", pa.string(), nullable=False),  # "stop" | "length" | ...
         pa.field("ttft_s", pa.float64()),  # time to first token in seconds, when the engine reports it
         pa.field("finished_at", pa.float64(), nullable=False),  # unix time, seconds
+        # sampled runs (temperature > 0) only: vLLM's log-probability (nats, raw logits) of each output
+        # token, which the parity guard compares with the reference's (null for greedy runs)
+        pa.field("output_logprobs", pa.list_(pa.float32())),
     ]
 )
+
+
+GUARD_STATUSES = ("agreed", "SUSPECT", "not run", "disabled", "not checked")
+"""Per model: the guard ran and vLLM agreed / disagreed (``SUSPECT``), could not run (``not run``: see
+``parity.json``'s message), was switched off, or had no canary of this model (a shard without its canaries)."""
+
+
+def guard_status(status: str, suspect: bool | None) -> str:
+    """One model's :data:`GUARD_STATUSES` entry from the guard's ``status`` and the model's ``suspect``."""
+    if status == "error":
+        return "not run"
+    if status == "disabled":
+        return "disabled"
+    return "not checked" if suspect is None else ("SUSPECT" if suspect else "agreed")

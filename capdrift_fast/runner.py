@@ -23,8 +23,10 @@ Run folder (``RUN_DIR``), every file written atomically (temporary file, then re
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,16 +44,18 @@ from capdrift_fast.pipeline.plan import Plan, build_plan
 from capdrift_fast.pipeline.preflight import PreflightReport, preflight
 from capdrift_fast.pipeline.score import check_coverage, coverage_gaps, score_run
 from capdrift_fast.pipeline.split import ShardSpec, shard_plan
+from capdrift_fast.prompt_checks import check_prompt_lengths, model_max_len
 from capdrift_fast.report import write_report
 from capdrift_fast.rundir import faults
 from capdrift_fast.rundir.folder import RunFolder
+from capdrift_fast.rundir.lock import run_folder_lock
 from capdrift_fast.rundir.resume import RunState, open_run
 
 if TYPE_CHECKING:
     from capdrift_fast.engines.hf_reference import HFReference
 
 __all__ = ["RunResult", "run", "score_run", "check_coverage", "coverage_gaps", "package_versions", "shard_plan",
-           "write_json", "write_parquet"]
+           "write_json", "write_parquet", "data_errors_json", "report_or_warn"]
 
 log = get_logger(__name__)
 
@@ -130,17 +134,19 @@ def run(
 
     Raises:
         ConfigError / DataError / PreflightError: bad config, data or adapters (before any engine starts).
-        RunFolderError: the folder holds another run or shards that cannot be reconciled.
+        RunFolderError: the folder holds another run or shards that cannot be reconciled, or another capdrift
+            process is writing to it (:mod:`capdrift_fast.rundir.lock`).
         EngineError: vLLM could not start or serve, or the generations do not cover the plan.
     """
-    with forward_to(notify):
+    with forward_to(notify), ExitStack() as held:
         started = time.time()
         pre, served = _preflight(cfg, allow_pickle)
-        plan = _plan(served)
+        plan = _plan(served, pre, engine)
         plan, shard_info = _split(served, plan, shard, engine)
+        held.enter_context(run_folder_lock(run_dir, "capdrift run"))  # one writer per run folder, until the end
         folder, state = _open(run_dir, cfg, plan, shard_info, pre)
         manifest = start_manifest(folder, state, cfg, served, pre, plan, file_hashes(served, pre), started)
-        gen = _generate(served, plan, folder, state, engine, progress, shard)
+        gen = _generate(served, plan, folder, state, engine, progress, shard, manifest)
         faults.maybe_kill("before-scoring")
         generations = folder.scan_generations().collect()
         check_coverage(plan, generations)
@@ -149,7 +155,8 @@ def run(
         matrix = pl.DataFrame()
         if shard_info is None:
             matrix = score_run(folder, plan, generations, parity.suspect, served.drift,
-                               {a.name: a.label for a in served.adapters})
+                               {a.name: a.label for a in served.adapters},
+                               {m: v["guard"] for m, v in parity.to_json()["models"].items()})
         result = RunResult(folder.path, state.run_id, matrix, plan.requests.height, gen.engine_start_s,
                            gen.generation_s, gen.output_tokens, gen.n_generated, state, pre, parity, plan.skipped_rows,
                            shard=shard_info)
@@ -157,7 +164,7 @@ def run(
                         generation_s=gen.generation_s, output_tokens=gen.output_tokens, parity_status=parity.status,
                         suspects=parity.suspects, generations=generations)
         if report and shard_info is None:
-            write_report([folder.path], folder.path, samples=plan.samples)
+            report_or_warn(folder.path, log.warning, samples=plan.samples)
         return result
 
 
@@ -175,12 +182,16 @@ def _preflight(cfg: RunConfig, allow_pickle: bool) -> tuple[PreflightReport, Run
     return pre, served
 
 
-def _plan(served: RunConfig) -> Plan:
-    """Plan stage: every task's samples x base + adapters; drift settings checked against the tasks."""
+def _plan(served: RunConfig, pre: PreflightReport, engine: Engine | None) -> Plan:
+    """Plan stage: every task's samples x base + adapters; drift settings checked against the tasks; prompt
+    lengths checked against the model's context (:mod:`capdrift_fast.prompt_checks`)."""
     plan = build_plan(served)
     check_drift_config(served.drift, plan.tasks)
+    plan = check_prompt_lengths(served, plan, model_max_len(served, pre.base.local_dir if pre.base else None), engine)
     for err in plan.skipped_rows:
         log.warning(f"skipped data row: {err}")
+    for err in plan.warnings:
+        log.warning(f"warning: data: {err}")
     return plan
 
 
@@ -207,17 +218,34 @@ def _open(run_dir: Path, cfg: RunConfig, plan: Plan, shard_info: dict[str, Any] 
     for t in state.removed_tmp:
         log.info(f"removed partial shard {t}")
     folder.write_json(folder.PREFLIGHT, pre.to_json())
-    folder.write_json(folder.DATA_ERRORS, {"policy": cfg.data_errors, "skipped": [
-        {"file": e.path, "line": e.line, "message": str(e)} for e in plan.skipped_rows]})
+    folder.write_json(folder.DATA_ERRORS, data_errors_json(cfg.data_errors, plan))
     return folder, state
 
 
+def data_errors_json(policy: str, plan: Plan) -> dict[str, Any]:
+    """``data_errors.json``: the rows left out (file, line, message; for over-long prompts also task and
+    sample_id, which ``capdrift merge`` leaves out of the full plan likewise) and the warnings."""
+    def entry(e: Any) -> dict[str, Any]:
+        extra = {"task": e.task, "sample_id": e.sample_id} if getattr(e, "sample_id", None) is not None else {}
+        return {"file": e.path, "line": e.line, "message": str(e), **extra}
+
+    return {"policy": policy, "skipped": [entry(e) for e in plan.skipped_rows],
+            "warnings": [entry(e) for e in plan.warnings]}
+
+
 def _generate(served: RunConfig, plan: Plan, folder: RunFolder, state: RunState, engine: Engine | None,
-              progress: bool, shard: ShardSpec | None) -> Generated:
-    """Generate stage: the requests not on disk yet, through one engine."""
+              progress: bool, shard: ShardSpec | None, manifest: dict[str, Any]) -> Generated:
+    """Generate stage: the requests not on disk yet, through one engine; after each shard the session's
+    progress goes into ``manifest.json`` (a killed session still counts its generation time)."""
     remaining = remaining_requests(plan, state.done)
+    session = manifest["sessions"][-1]
+
+    def record_progress(generation_s: float, generated: int) -> None:
+        session.update(generation_s=round(generation_s, 3), generated=generated)
+        folder.write_json(folder.MANIFEST, manifest)
+
     if remaining.height:
-        return generate(served, plan, folder, state.run_id, remaining, engine, progress)
+        return generate(served, plan, folder, state.run_id, remaining, engine, progress, on_flush=record_progress)
     if plan.requests.height == 0:
         log.info(f"{shard.label if shard else 'this run'} has no requests (more shards than samples); no engine started")
     else:
@@ -231,7 +259,30 @@ def _parity(served: RunConfig, plan: Plan, generations: pl.DataFrame, dtype: str
     parity = run_parity(served, plan, generations, model_dtype=dtype, reference=reference)
     folder.write_json(folder.PARITY, parity.to_json())
     if parity.status == "error":
-        log.warning(f"parity guard could not run ({parity.message}); results are not marked either way")
+        log.warning(f"PARITY GUARD NOT RUN ({parity.message}): no result of this run is confirmed or marked suspect; "
+                    f"see {folder.file(folder.PARITY)}")
     for m in parity.suspects:
         log.warning(f"SUSPECT: vLLM disagreed with transformers+peft on {m!r}'s canaries; its results are marked suspect")
     return parity
+
+
+def report_or_warn(run_dir: Path, say: Callable[[str], None], samples: dict[str, pl.DataFrame] | None = None) -> bool:
+    """Report stage: write the report into ``run_dir``; a failure does not fail the run (its scores and matrix
+    are on disk): it is reported through ``say``, recorded as ``report_error`` in ``manifest.json``, and
+    ``capdrift report RUN_DIR`` redoes it. Returns whether the report was written."""
+    folder = RunFolder(run_dir)
+    path = folder.file(folder.MANIFEST)
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        manifest = {}
+    try:
+        write_report([run_dir], run_dir, samples=samples)
+    except Exception as exc:  # noqa: BLE001 - any failure of the report must leave the finished run usable
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+        say(f"warning: the report could not be written ({reason}); scores.parquet and matrix.parquet are saved. "
+            f"Fix the cause, then run `capdrift report {run_dir}`")
+        if manifest:
+            folder.write_json(folder.MANIFEST, {**manifest, "report_error": reason})
+        return False
+    return True  # (write_report clears an earlier report_error itself)

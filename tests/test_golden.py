@@ -63,14 +63,16 @@ def test_0_1_0_folder_reports_and_shows_suspects(tmp_path: Path, data_dir: Path)
     # the parity guard marks a model suspect: the report says so (it used to look clean)
     m = pl.read_parquet(run / "matrix.parquet")
     m.with_columns(suspect=pl.col("adapter") == "math-r16").write_parquet(run / "matrix.parquet")
+    parity = json.loads((run / "parity.json").read_text())
+    parity["models"]["math-r16"].update(suspect=True, guard="SUSPECT")
+    (run / "parity.json").write_text(json.dumps(parity))
     files = write_report([run])
     for page in (files.markdown, files.html):
         text = page.read_text()
-        assert "math-r16 SUSPECT" in text and "SUSPECT: math-r16: vLLM disagreed" in text
-        assert "instruct-r8 SUSPECT" not in text
+        assert "guard: SUSPECT" in text and "on their canaries): math-r16" in text
+        assert text.count("guard: SUSPECT") == 1  # only math-r16's column
         # the verdict at the top (before the how-to box), and on every cell of the suspect model
-        verdict = text.index("Parity guard: SUSPECT: math-r16")
-        assert verdict < text.index("How to read this report")
+        assert text.index("Parity guard — SUSPECT: math-r16") < text.index("How to read this report")
     html = files.html.read_text()
     n_cells = m.filter(pl.col("adapter") == "math-r16").height
     assert len(re.findall(r'<td class="cell[^"]* suspect" data-cell="math-r16/', html)) == n_cells

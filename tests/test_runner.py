@@ -36,7 +36,7 @@ def test_scores_one_row_per_generation(demo_run):
 
 def test_matrix_has_base_and_every_adapter_per_task_metric(demo_run, demo_cfg):
     m = pl.read_parquet(demo_run.run_dir / "matrix.parquet")
-    assert dict(m.schema) == {**MATRIX_SCHEMA, "suspect": pl.Boolean}
+    assert dict(m.schema) == {**MATRIX_SCHEMA, "suspect": pl.Boolean, "guard": pl.String}
     models = {BASE_NAME, *(a.name for a in demo_cfg.adapters)}
     assert set(m["adapter"]) == models
     per_cell = m.group_by("task", "metric").agg(pl.col("adapter").n_unique())

@@ -345,10 +345,15 @@ def drift_scores(
     return pl.DataFrame(rows, schema=DRIFT_SCHEMA)
 
 
-def mark_suspect(matrix: pl.DataFrame, suspect: Mapping[str, bool | None]) -> pl.DataFrame:
+def mark_suspect(matrix: pl.DataFrame, suspect: Mapping[str, bool | None],
+                 guard: Mapping[str, str] | None = None) -> pl.DataFrame:
     """``matrix`` with a ``suspect`` (Boolean) column joined on ``adapter``: True when the parity guard
     found vLLM disagreeing with transformers+peft for that model, False when it agreed, null when the
-    model was not checked (see :mod:`capdrift_fast.pipeline.parity`)."""
+    model was not checked (see :mod:`capdrift_fast.pipeline.parity`); and, when ``guard`` is given, a ``guard``
+    (Utf8) column with the model's :data:`capdrift_fast.pipeline.parity.GUARD_STATUSES` entry (``not run`` when
+    the guard could not run: null ``suspect`` then means unknown, not clean)."""
     flags = pl.DataFrame({"adapter": list(suspect), "suspect": list(suspect.values())},
                          schema={"adapter": pl.Utf8, "suspect": pl.Boolean})
+    if guard is not None:
+        flags = flags.with_columns(guard=pl.Series([guard.get(m, "not checked") for m in suspect], dtype=pl.Utf8))
     return matrix.join(flags, on="adapter", how="left")

@@ -95,7 +95,7 @@ def percentile_ci(
     The American Statistician 69(4), §4.3): the quantile levels become
     ``alpha' / 2 = Phi(sqrt(n / (n - 1)) * t_{alpha/2, n-1})``, which corrects the plain interval's
     narrowness at small ``n`` (the bootstrap's variance has the divisor ``n`` and ignores the t
-    tails). In ``tests/test_stats.py`` it covers 93–96% where the plain one covered 92% at ``n = 24``.
+    tails). In ``tests/analysis/test_stats.py`` it covers 93–96% where the plain one covered 92% at ``n = 24``.
 
     Args:
         replicates: ``(B, K)`` from :func:`bootstrap_replicates`; NaN replicates are ignored.

@@ -150,12 +150,18 @@ class RowErrors:
     """What a task loader does with a malformed row: ``fail`` raises its :class:`DataError` at once;
     ``skip`` records it in :attr:`skipped` (every one, with file and line) and the loader goes on.
 
-    Whole-file problems (missing file, no samples left) always raise.
+    Whole-file problems (missing file, no samples left) always raise. Rows that are usable but suspicious
+    (an empty prompt, a prompt repeated exactly within the task) are kept and listed in :attr:`warnings`.
     """
 
     def __init__(self, policy: Literal["fail", "skip"] = "fail") -> None:
         self.policy = policy
         self.skipped: list[DataError] = []
+        self.warnings: list[DataError] = []
+
+    def warn(self, err: DataError) -> None:
+        """Record a usable but suspicious row (reported, never fatal)."""
+        self.warnings.append(err)
 
     def bad(self, err: DataError) -> None:
         """Handle one bad row.
@@ -179,8 +185,14 @@ def read_jsonl(path: Path, errors: RowErrors | None = None) -> Iterator[tuple[in
     errors = errors or RowErrors()
     if not path.is_file():
         raise DataError(f"{path}: data file not found (set data_dir in the config or $CAPDRIFT_DATA_DIR)")
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                errors.bad(DataError(f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column "
+                                     f"{exc.start + 1}); re-encode the file as UTF-8 or fix the line", path, lineno))
+                continue
             if not line.strip():
                 continue
             try:
@@ -192,6 +204,28 @@ def read_jsonl(path: Path, errors: RowErrors | None = None) -> Iterator[tuple[in
                 errors.bad(DataError(f"{path}:{lineno}: expected a JSON object", path, lineno))
                 continue
             yield lineno, rec
+
+
+class PromptWatch:
+    """Warns (via :meth:`RowErrors.warn`) about empty prompts and prompts that repeat an earlier row of the
+    same file exactly: both are usually data mistakes, and a repeated prompt counts twice in every score."""
+
+    def __init__(self, path: Path, errors: RowErrors) -> None:
+        self.path, self.errors = path, errors
+        self.seen: dict[str, str] = {}
+
+    def check(self, text: str, where: str, lineno: int | None = None) -> None:
+        """Look at the prompt text (or input) of the row at ``where`` (``line 12``, ``Instances[3]``)."""
+        loc = f"{self.path}:{lineno}" if lineno is not None else f"{self.path}: {where}"
+        if not text.strip():
+            self.errors.warn(DataError(f"{loc}: empty prompt; it is evaluated as is (remove the row if it is a mistake)",
+                                       self.path, lineno))
+        elif text in self.seen:
+            self.errors.warn(DataError(f"{loc}: the prompt repeats {self.seen[text]} exactly; both are evaluated "
+                                       "(and weigh twice in the scores): remove the copy if it is a mistake",
+                                       self.path, lineno))
+        else:
+            self.seen[text] = where
 
 
 def require_fields(path: Path, lineno: int, rec: dict[str, Any], fields: dict[str, type]) -> None:

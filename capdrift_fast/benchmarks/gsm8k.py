@@ -22,6 +22,7 @@ from capdrift_fast.benchmarks.base import (
     Benchmark,
     MetricSpec,
     NoLabelSpace,
+    PromptWatch,
     RowErrors,
     no_samples_error,
     read_jsonl,
@@ -76,6 +77,9 @@ class GSM8KTask(NoLabelSpace):
                 no usable line at all.
         """
         records = []
+        self.lines: dict[str, int] = {}
+        """sample_id -> line of the data file (for messages naming file:line)."""
+        watch = PromptWatch(self.path, self.errors)
         for lineno, rec in read_jsonl(self.path, self.errors):
             try:
                 require_fields(self.path, lineno, rec, {"question": str, "answer": str})
@@ -86,10 +90,13 @@ class GSM8KTask(NoLabelSpace):
                 self.errors.bad(err)
                 continue
             records.append((lineno - 1, rec))
+            self.lines[str(lineno - 1)] = lineno
         shots, evals = records[: self.num_fewshot], records[self.num_fewshot :]
         prefix = "".join(f"Question: {r['question']}\nAnswer: {r['answer']}\n\n" for _, r in shots)
         if self.limit:
             evals = evals[: self.limit]
+        for i, r in evals:
+            watch.check(r["question"], f"line {i + 1}", i + 1)
         if not evals:
             raise no_samples_error(self.path, self.errors)
         return pl.DataFrame(

@@ -19,6 +19,7 @@ from capdrift_fast.benchmarks.base import (
     Benchmark,
     MetricSpec,
     NoLabelSpace,
+    PromptWatch,
     RowErrors,
     no_samples_error,
     read_jsonl,
@@ -76,6 +77,9 @@ class IFEvalTask(NoLabelSpace):
         """
         rows = []
         seen: dict[int, int] = {}
+        self.lines: dict[str, int] = {}
+        """sample_id -> line of the data file (for messages naming file:line)."""
+        watch = PromptWatch(self.path, self.errors)
         for lineno, rec in read_jsonl(self.path, self.errors):
             try:
                 self._check_row(lineno, rec)
@@ -86,6 +90,8 @@ class IFEvalTask(NoLabelSpace):
             except DataError as err:
                 self.errors.bad(err)
                 continue
+            watch.check(rec["prompt"], f"line {lineno}", lineno)
+            self.lines[str(rec["key"])] = lineno
             rows.append({"sample_id": str(rec["key"]), "prompt": rec["prompt"],
                          "instruction_id_list": rec["instruction_id_list"], "kwargs": json.dumps(rec["kwargs"])})
             if self.limit and len(rows) >= self.limit:

@@ -35,7 +35,15 @@ from typing import Literal
 import polars as pl
 from pydantic import Field, model_validator
 
-from capdrift_fast.benchmarks.base import Benchmark, MetricSpec, RowErrors, no_samples_error, read_jsonl, require_fields
+from capdrift_fast.benchmarks.base import (
+    Benchmark,
+    MetricSpec,
+    PromptWatch,
+    RowErrors,
+    no_samples_error,
+    read_jsonl,
+    require_fields,
+)
 from capdrift_fast.benchmarks.score_file import (
     Accuracy,
     ScoreFileResult,
@@ -188,8 +196,14 @@ class SuperNITask:
                 raise DataError(f"{self.path}: Instances must be a list")
             good = []
             seen: set[str] = set()
+            self._bad_text: dict[int, int] = task.pop(NON_UTF8_KEY, {})
+            watch = PromptWatch(self.path, self.errors)
             for i, inst in enumerate(task["Instances"]):
                 try:
+                    if i in self._bad_text:
+                        line = self._bad_text[i]
+                        raise DataError(f"{self.path}:{line}: Instances[{i}] is not UTF-8 text (an undecodable byte); "
+                                        "re-encode the file as UTF-8 or fix the instance", self.path, line)
                     self._check_instance(i, inst)
                     if inst["id"] in seen:  # request ids are adapter/task/id: a repeated id would double one
                         raise DataError(f"{self.path}: Instances[{i}]: id {inst['id']!r} repeats an earlier instance",
@@ -198,6 +212,8 @@ class SuperNITask:
                 except DataError as err:
                     self.errors.bad(err)
                     continue
+                if not self.limit or len(good) < self.limit:
+                    watch.check(inst["input"], f"Instances[{i}] (id {inst['id']!r})")
                 good.append(inst)
             if not good:
                 raise no_samples_error(self.path, self.errors)
@@ -213,6 +229,14 @@ class SuperNITask:
         out = inst["output"]
         if not (isinstance(out, list) and out and all(isinstance(o, str) for o in out)):
             raise DataError(f"{where} (id {inst['id']!r}): output must be a non-empty list of strings", self.path)
+
+    def line_of(self, sample_id: str) -> int | None:
+        """The line of the file where instance ``sample_id`` is (its ``"id"`` entry), or None."""
+        text = self.path.read_bytes().decode("utf-8", "surrogateescape")
+        m = re.search(r'"id"\s*:\s*' + re.escape(json.dumps(sample_id)), text)
+        if m is None:
+            m = re.search(r'"id"\s*:\s*' + re.escape(json.dumps(sample_id, ensure_ascii=False)), text)
+        return None if m is None else text.count("\n", 0, m.start()) + 1
 
     def label_space(self) -> list[str]:
         """Every distinct gold output over all instances of the file, as written (sorted)."""
@@ -266,6 +290,37 @@ class SuperNITask:
         )
 
 
+NON_UTF8_KEY = "__capdrift_non_utf8__"
+"""Key under which :func:`load_task_file` lists instances holding undecodable bytes: index -> line."""
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+def _n_undecodable(value: object) -> int:
+    if isinstance(value, str):
+        return len(_UNDECODABLE.findall(value))
+    if isinstance(value, dict):
+        return sum(_n_undecodable(k) + _n_undecodable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return sum(_n_undecodable(v) for v in value)
+    return 0
+
+
+def _locate_undecodable(path: Path, task: dict, bad_lines: list[int]) -> dict[int, int]:
+    """Instance index -> line of its first undecodable byte; an undecodable byte outside the instances
+    (definition, examples) spoils the whole file and raises :class:`DataError` with its line."""
+    if _n_undecodable({k: v for k, v in task.items() if k != "Instances"}):
+        raise DataError(f"{path}:{bad_lines[0]}: not UTF-8 text outside the instances; re-encode the file as UTF-8",
+                        path, bad_lines[0])
+    found, k = {}, 0
+    instances = task.get("Instances")
+    for i, inst in enumerate(instances if isinstance(instances, list) else ()):
+        n = _n_undecodable(inst)
+        if n:
+            found[i] = bad_lines[min(k, len(bad_lines) - 1)]
+            k += n
+    return found
+
+
 def load_task_file(path: Path, check_instances: bool = True) -> dict:
     """Read and check a SuperNI task file (``Definition``, ``Positive Examples``, ``Instances`` with
     ``id``, ``input`` and a non-empty list ``output``). ``check_instances=False`` leaves the instances to
@@ -276,12 +331,28 @@ def load_task_file(path: Path, check_instances: bool = True) -> dict:
     """
     if not path.is_file():
         raise DataError(f"{path}: SuperNI task file not found")
+    raw = path.read_bytes()
+    bad_lines: list[int] = []
     try:
-        task = json.loads(path.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:  # find every undecodable byte's line; instances holding one are bad rows
+        text = raw.decode("utf-8", "surrogateescape")
+        line, pos = 1, 0
+        for m in _UNDECODABLE.finditer(text):
+            line += text.count("\n", pos, m.start())
+            pos = m.start()
+            bad_lines.append(line)
+    try:
+        task = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(task, dict):
         raise DataError(f"{path}: expected a JSON object (a SuperNI task file)")
+    if bad_lines:
+        task[NON_UTF8_KEY] = _locate_undecodable(path, task, bad_lines)
+        if check_instances and task[NON_UTF8_KEY]:
+            i, line = next(iter(task[NON_UTF8_KEY].items()))
+            raise DataError(f"{path}:{line}: Instances[{i}] is not UTF-8 text; re-encode the file as UTF-8", path, line)
     for field in ("Definition", "Positive Examples", "Instances"):
         if field not in task:
             raise DataError(f"{path}: missing top-level field {field!r}")

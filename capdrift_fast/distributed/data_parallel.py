@@ -31,7 +31,9 @@ REPLICAS_DIR = "replicas"
 
 def replica_dir(run_dir: Path, rank: int, size: int) -> Path:
     """``RUN_DIR/replicas/replica-R-of-D``: the run folder of replica ``rank`` (0-based) of ``size``."""
-    return run_dir / REPLICAS_DIR / f"replica-{rank}-of-{size}"
+    from capdrift_fast.rundir.paths import inside
+
+    return inside(run_dir, REPLICAS_DIR, f"replica-{rank}-of-{size}")
 
 
 def visible_gpus() -> list[str] | None:
@@ -102,9 +104,11 @@ def _run_replicas(config: Path, run_dir: Path, size: int, tensor_parallel: int, 
             code = proc.wait()
             if code != 0:
                 failed.append(f"replica {rank}/{size} ({out}) exited with {code}; its messages are above")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: each replica flushes its buffered generations, then this exits
         for *_, proc in procs:
             proc.terminate()
+        for *_, proc in procs:
+            proc.wait()
         raise
     if failed:
         raise EngineError("\n".join(failed) + "\nFinished generations are kept; run the same command again to resume "

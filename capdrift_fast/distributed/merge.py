@@ -28,6 +28,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,15 +39,17 @@ from capdrift_fast.config import RunConfig
 from capdrift_fast.errors import RunDirError
 from capdrift_fast.rundir.atomic import atomic_write
 from capdrift_fast.rundir.hashing import changed_files
+from capdrift_fast.rundir.lock import run_folder_lock
+from capdrift_fast.rundir.paths import inside
 from capdrift_fast.rundir.resume import CONFIG_FILE, PLAN_FILE, RUN_FILE, config_differences
 from capdrift_fast.rundir.shards import SHARD_GLOB, read_generations, read_shard
 from capdrift_fast.logs import forward_to, get_logger
 from capdrift_fast.pipeline.parity import ParityResult
+from capdrift_fast.records import guard_status
 from capdrift_fast.pipeline.plan import PLAN_SCHEMA, Plan, build_plan
 from capdrift_fast.pipeline.score import coverage_gaps, score_run
-from capdrift_fast.report import write_report
 from capdrift_fast.rundir.folder import RunFolder
-from capdrift_fast.runner import RunResult
+from capdrift_fast.runner import RunResult, report_or_warn
 
 log = get_logger(__name__)
 
@@ -264,6 +267,9 @@ def combine_parity(shards: list[ShardFolder], models: list[str]) -> dict[str, An
     for m, entry in per.items():
         flagged = [bool((s.parity.get("models") or {}).get(m, {}).get("suspect")) for s in shards]
         entry["suspect"] = True if any(flagged) or entry["disagreed"] else (False if entry["checked"] else None)
+        # a shard whose guard could not run leaves its part unchecked: only a disagreement overrides that
+        entry["guard"] = ("SUSPECT" if entry["suspect"] else "not run" if "error" in statuses
+                          else guard_status(statuses[0] if len(set(statuses)) == 1 else "ok", entry["suspect"]))
     status = statuses[0] if len(set(statuses)) == 1 else "partial"
     messages = [f"shard {s.shard['index']}: {s.parity.get('message')}" for s in shards if s.parity.get("message")]
     first = shards[0].parity
@@ -290,13 +296,17 @@ def check_merge_target(out: Path) -> None:
         raise RunDirError(f"{out} holds generations but no {RUN_FILE}; merge into a new --out folder")
 
 
-def _prepare_out(out: Path, shards: list[ShardFolder]) -> None:
+def _check_out(out: Path, shards: list[ShardFolder]) -> None:
     for s in shards:
         if out == s.path or s.path in out.parents:
             raise RunDirError(f"--out {out} lies inside {s.label}; merge into a folder of its own")
     check_merge_target(out)
+
+
+def _prepare_out(out: Path, shards: list[ShardFolder]) -> None:
+    _check_out(out, shards)  # again, under the lock
     run_file = out / RUN_FILE
-    gen_dir = out / "generations"
+    gen_dir = inside(out, "generations")
     if run_file.is_file():
         for old in gen_dir.glob(SHARD_GLOB):  # links/copies of a previous merge: redone below
             old.unlink()
@@ -335,11 +345,12 @@ def merge(
         RunDirError: a check of the module docstring failed (the message names the shard folder).
         DataError: the data cannot be read for the full plan.
     """
-    with forward_to(notify):
-        return _merge(shard_dirs, out, data_dir, report)
+    with forward_to(notify), ExitStack() as held:  # the folder's lock, taken after the checks (rundir.lock)
+        return _merge(shard_dirs, out, data_dir, report, held)
 
 
-def _merge(shard_dirs: list[str | Path], out: str | Path, data_dir: str | Path | None, report: bool) -> RunResult:
+def _merge(shard_dirs: list[str | Path], out: str | Path, data_dir: str | Path | None, report: bool,
+           held: ExitStack) -> RunResult:
     if not shard_dirs:
         raise RunDirError("no shard folder given; pass every shard folder of the split run")
     paths = [Path(d).expanduser().resolve() for d in shard_dirs]
@@ -357,11 +368,18 @@ def _merge(shard_dirs: list[str | Path], out: str | Path, data_dir: str | Path |
     if data_dir is not None:
         served = served.model_copy(update={"data_dir": str(Path(data_dir).expanduser().resolve())})
     plan: Plan = build_plan(served)
+    errors_json = shards[0].path / "data_errors.json"
+    if errors_json.is_file():  # prompts the shards left out for their length (capdrift_fast.prompt_checks)
+        from capdrift_fast.prompt_checks import drop_samples
+
+        plan = drop_samples(plan, (_read_json(errors_json, "data_errors.json") or {}).get("skipped", []))
     check_union(shards, plan.requests)
     count = int(shards[0].shard["count"])
     log.info(f"{count} shard(s) cover the {plan.requests.height} planned requests exactly once")
 
     out = Path(out).expanduser().resolve()
+    _check_out(out, shards)  # refused merges write nothing
+    held.enter_context(run_folder_lock(out, "capdrift merge"))  # one writer per run folder, until the end
     _prepare_out(out, shards)
     merged_from, n = [], 0
     for s in shards:
@@ -389,7 +407,8 @@ def _merge(shard_dirs: list[str | Path], out: str | Path, data_dir: str | Path |
         log.warning(f"SUSPECT: vLLM disagreed with transformers+peft on {m!r}'s canaries in a shard; its results are marked suspect")
 
     generations = pl.concat(gens) if gens else pl.DataFrame()
-    matrix = score_run(folder, plan, generations, suspect, served.drift, {a.name: a.label for a in served.adapters})
+    matrix = score_run(folder, plan, generations, suspect, served.drift, {a.name: a.label for a in served.adapters},
+                       {m: v["guard"] for m, v in parity_json["models"].items()})
     manifest = _merged_manifest(shards, run_id, plan, generations, parity_json)
     folder.write_json(folder.MANIFEST, manifest)
     parity = ParityResult(parity_json["status"], parity_json["mode"] or "-", suspect, parity_json["canaries"],  # type: ignore[arg-type]
@@ -397,7 +416,7 @@ def _merge(shard_dirs: list[str | Path], out: str | Path, data_dir: str | Path |
     result = RunResult(out, run_id, matrix, plan.requests.height, manifest["engine_start_s"], manifest["generation_s"],
                        manifest["output_tokens"], 0, None, None, parity, plan.skipped_rows, merged_shards=len(shards))
     if report:
-        write_report([out], out, samples=plan.samples)
+        report_or_warn(out, log.warning, samples=plan.samples)
     return result
 
 

@@ -2,7 +2,17 @@
 
 Slow by design (one prompt at a time, no padding, so no batch effects), exact in float32: on CPU,
 vLLM's greedy tokens for the base and each adapter must equal these token for token. Where numerics
-differ (bf16/fp16 on a GPU) :meth:`HFReference.token_gaps` scores vLLM's tokens by teacher forcing.
+differ (bf16/fp16 on a GPU) :meth:`HFReference.token_gaps` scores vLLM's tokens by teacher forcing;
+for sampled runs :meth:`HFReference.token_logprobs` gives the log-probabilities vLLM's sampled tokens
+should have had.
+
+The model runs with transformers' *eager* attention (:data:`REFERENCE_ATTENTION`): it computes what the
+model defines. SDPA (transformers' default) drops terms some architectures define — Gemma 2's
+``attn_logit_softcapping`` — so a reference on SDPA disagreed with a correct vLLM (tests/engines/test_gemma2_softcap.py).
+
+Building the reference in a process where a vLLM engine has served a model through vLLM's Transformers
+backend (GPT-NeoX, OLMo 2) fails (vLLM patched the transformers class's ``__init__``); the runner builds it
+in a separate process (:mod:`capdrift_fast.parity_process`).
 """
 
 from __future__ import annotations
@@ -13,6 +23,10 @@ from typing import Any, Iterator, Sequence
 from capdrift_fast.config import BASE_NAME, AdapterConfig, ModelConfig
 from capdrift_fast.engines.prompts import encode_prompts, resolve_prompt_format
 
+REFERENCE_ATTENTION = "eager"
+"""transformers attention implementation of the reference: eager computes every term a model defines
+(SDPA ignores Gemma 2's attention logit soft-capping)."""
+
 
 class HFReference:
     """The base model with every adapter loaded through peft (``set_adapter`` / ``disable_adapter``).
@@ -22,10 +36,12 @@ class HFReference:
         adapters: peft LoRA adapters; each is selectable by its ``name``.
         device: torch device (``cpu``, ``cuda``).
         dtype: torch dtype name (``float32``, ``bfloat16``, ``float16``).
+        attn_implementation: transformers attention (default :data:`REFERENCE_ATTENTION`; ``sdpa`` only to
+            show what the default avoids).
     """
 
     def __init__(self, model: ModelConfig, adapters: Sequence[AdapterConfig], device: str = "cpu",
-                 dtype: str = "float32") -> None:
+                 dtype: str = "float32", attn_implementation: str = REFERENCE_ATTENTION) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -35,7 +51,7 @@ class HFReference:
                                                        trust_remote_code=trust)
         self.prompt_format = resolve_prompt_format(self.tokenizer, model.prompt_format)
         base = AutoModelForCausalLM.from_pretrained(model.path, revision=model.revision, dtype=getattr(torch, dtype),
-                                                    trust_remote_code=trust)
+                                                    trust_remote_code=trust, attn_implementation=attn_implementation)
         self.model: Any = base.to(device).eval()
         # peft keeps adapters in ModuleDicts, whose keys may not contain '.', so use internal names
         self._names = {a.name: f"adapter{i}" for i, a in enumerate(adapters)}
@@ -79,6 +95,17 @@ class HFReference:
                 outs.append(y[0, len(p):].tolist())
         return outs
 
+    def _log_probs(self, adapter: str, prompt: str, tokens: Sequence[int]) -> Any:
+        """log_softmax of the reference's logits at each position of ``tokens`` (teacher-forced after
+        ``prompt``). Shape: ``[len(tokens), vocab]`` float32 tensor."""
+        import torch
+
+        p = self.encode([prompt])[0]
+        x = torch.tensor([p + list(tokens)], device=self.device)
+        with self._use(adapter):
+            logits = self.model(input_ids=x, attention_mask=torch.ones_like(x)).logits[0].float()
+        return torch.log_softmax(logits[len(p) - 1 : len(p) - 1 + len(tokens)], dim=-1)
+
     def token_gaps(self, adapter: str, prompt: str, tokens: Sequence[int]) -> list[float]:
         """Teacher forcing: for each of ``tokens`` (a continuation of ``prompt``), how many nats its
         log-probability under the reference lies below the reference's most likely token at that
@@ -87,10 +114,17 @@ class HFReference:
 
         if not tokens:
             return []
-        p = self.encode([prompt])[0]
-        x = torch.tensor([p + list(tokens)], device=self.device)
-        with self._use(adapter):
-            logits = self.model(input_ids=x, attention_mask=torch.ones_like(x)).logits[0].float()
-        lp = torch.log_softmax(logits[len(p) - 1 : len(p) - 1 + len(tokens)], dim=-1)
+        lp = self._log_probs(adapter, prompt, tokens)
         chosen = lp.gather(1, torch.tensor(list(tokens), device=lp.device)[:, None])[:, 0]
         return (lp.max(dim=-1).values - chosen).clamp_min(0).tolist()
+
+    def token_logprobs(self, adapter: str, prompt: str, tokens: Sequence[int]) -> list[float]:
+        """Teacher forcing: the reference's log-probability (nats, of the raw logits: no temperature or
+        top-p applied, as vLLM's default ``raw_logprobs``) of each of ``tokens`` after ``prompt``.
+        Shape: ``len(tokens)`` floats <= 0."""
+        import torch
+
+        if not tokens:
+            return []
+        lp = self._log_probs(adapter, prompt, tokens)
+        return lp.gather(1, torch.tensor(list(tokens), device=lp.device)[:, None])[:, 0].tolist()

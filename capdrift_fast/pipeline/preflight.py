@@ -469,6 +469,10 @@ def check_adapter(
         # target are the same problem: not reported twice
         tensor_ranks = _check_tensors(weights, cfg, base, problem, quiet_foreign=bool(features),
                                       known_missing=set(missing))
+        if not features:
+            _check_coverage(weights, cfg, base, problem, known_missing=set(missing))
+        _check_values(folder, problem)
+    _check_alpha(cfg, problem)
     check.max_rank = max([r, *pattern_ranks, *tensor_ranks])
     limit = engine.max_lora_rank
     if check.max_rank > limit:
@@ -542,6 +546,88 @@ def _check_tensors(weights: dict[str, tuple[int, ...]], cfg: dict, base: BaseMod
         problem(f"adapter_config.json says r={r} but the weights have rank {max(ranks)}; vLLM would scale it "
                 f"by lora_alpha/{r}: fix r in adapter_config.json")
     return ranks
+
+
+def _check_alpha(cfg: dict, problem: Any) -> None:
+    alpha = cfg.get("lora_alpha", 8)
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool):
+        problem(f"adapter_config.json: lora_alpha must be a number, got {alpha!r}")
+    elif alpha == 0 and not cfg.get("alpha_pattern"):
+        problem("adapter_config.json: lora_alpha is 0, so every LoRA update is scaled by 0 and the adapter computes "
+                "exactly the base model; fix lora_alpha (peft's default is 8), or leave the adapter out")
+
+
+def _targeted(targets: Any, base: BaseModelInfo) -> set[str] | None:
+    """The base modules ``target_modules`` selects, as peft matches them (a list: the name or its last
+    components; a string: a regex over the full name; ``all-linear``: every linear layer but the output
+    layer); None when it cannot be told (no base shapes, an unknown form)."""
+    if not base.modules:
+        return None
+    linear = {m for m in base.modules if not m.endswith(("lm_head", "embed_tokens", "wte", "wpe", "embed_in", "embed_out"))}
+    if targets == "all-linear":
+        return linear
+    if isinstance(targets, str):
+        return {m for m in base.modules if re.fullmatch(targets, m)}
+    if isinstance(targets, list) and all(isinstance(t, str) for t in targets):
+        return {m for m in base.modules if any(m == t or m.endswith("." + t) for t in targets)}
+    return None
+
+
+def _check_coverage(weights: dict[str, tuple[int, ...]], cfg: dict, base: BaseModelInfo, problem: Any,
+                    known_missing: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    """Weights and ``target_modules`` describe the same modules: a targeted module without weights (a
+    truncated save, ``all-linear`` with missing tensors) and weights of a module that is not targeted are
+    both errors (vLLM would serve a different adapter than the one trained, or refuse it mid-run)."""
+    if cfg.get("layers_to_transform") is not None or cfg.get("layers_pattern") or cfg.get("exclude_modules"):
+        return  # peft narrows the targets further; left to the parity guard
+    targeted = _targeted(cfg.get("target_modules"), base)
+    if targeted is None:
+        return
+    have: set[str] = set()
+    for k in weights:
+        parts = _split_tensor_name(k)
+        mod = base.find_module(parts[0]) if parts else None
+        if mod is not None:
+            have.add(mod)
+    untargeted = sorted(have - targeted)
+    if untargeted:
+        problem(f"weights for {len(untargeted)} module(s) not in target_modules (e.g. {untargeted[0]!r}); "
+                "adapter_config.json does not describe these weights: fix target_modules or re-save the adapter")
+    without = sorted(m for m in targeted - have if m.rsplit(".", 1)[-1] not in known_missing)
+    if without:
+        problem(f"{len(without)} module(s) selected by target_modules have no weights in the file (e.g. "
+                f"{without[0]!r}); the adapter file is incomplete: save the adapter again")
+
+
+def _check_values(folder: Path, problem: Any) -> None:
+    """Every tensor is read (streamed) and must hold finite values only."""
+    from capdrift_fast.pipeline.tensor_scan import nonfinite_tensors
+
+    st = folder / "adapter_model.safetensors"
+    if st.is_file():
+        try:
+            bad = nonfinite_tensors(st)
+        except (OSError, ValueError) as exc:
+            problem(f"adapter_model.safetensors is not readable ({exc}); save the adapter again")
+            return
+    else:
+        bad = _nonfinite_pickle(folder)
+    if bad:
+        name, n = bad[0]
+        more = f" and {len(bad) - 1} more tensor(s)" if len(bad) > 1 else ""
+        problem(f"tensor {name!r} holds {n} NaN/Inf value(s){more}; the adapter is broken (a diverged or corrupted "
+                "training): vLLM would serve empty responses for it and can disturb other adapters in the batch")
+
+
+def _nonfinite_pickle(folder: Path) -> list[tuple[str, int]]:
+    pickles = [folder / n for n in ("adapter_model.bin", "adapter_model.pt") if (folder / n).is_file()]
+    if not pickles:
+        return []
+    import torch
+
+    tensors = torch.load(pickles[0], map_location="cpu", weights_only=True)
+    return [(k, int((~torch.isfinite(v)).sum())) for k, v in tensors.items()
+            if v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
 def _check_base_name(adapter: AdapterConfig, cfg: dict, base: BaseModelInfo, problem: Any) -> None:

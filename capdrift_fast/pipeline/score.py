@@ -25,6 +25,7 @@ from capdrift_fast.benchmarks.base import Task
 from capdrift_fast.config import DriftConfig
 from capdrift_fast.errors import EngineError
 from capdrift_fast.pipeline.plan import Plan
+from capdrift_fast.rundir import faults
 from capdrift_fast.rundir.folder import RunFolder
 
 ID_COLUMNS = ("request_id", "adapter", "task", "sample_id")
@@ -84,10 +85,10 @@ def check_coverage(plan: Plan, generations: pl.DataFrame) -> None:
 
 def score_run(run_dir: Path | RunFolder, plan: Plan, generations: pl.DataFrame | None = None,
               suspect: dict[str, bool | None] | None = None, drift: DriftConfig | None = None,
-              labels: dict[str, str] | None = None) -> pl.DataFrame:
+              labels: dict[str, str] | None = None, guard: dict[str, str] | None = None) -> pl.DataFrame:
     """Score the shards of ``run_dir`` into ``scores.parquet``, ``matrix.parquet`` (with the parity
-    guard's ``suspect`` flags when given), ``drift.parquet`` (statistics with ``drift`` settings;
-    ``labels``: adapter -> nominal label) and ``breakdown.parquet`` (the units of tasks that declare a
+    guard's ``suspect`` flags and ``guard`` statuses when given), ``drift.parquet`` (statistics with ``drift``
+    settings; ``labels``: adapter -> nominal label), ``breakdown.parquet`` (the units of tasks that declare a
     breakdown, e.g. IFEval's instructions; :mod:`capdrift_fast.analysis.breakdown`) and ``format.parquet``
     (:mod:`capdrift_fast.analysis.format_drift`); return the matrix.
 
@@ -100,7 +101,8 @@ def score_run(run_dir: Path | RunFolder, plan: Plan, generations: pl.DataFrame |
     check_coverage(plan, generations)
     scores = score_generations(generations, plan.tasks, plan.samples)
     analysis = analyze(scores, plan.tasks, drift, labels)
-    matrix = analysis.matrix if suspect is None else mark_suspect(analysis.matrix, suspect)
+    matrix = analysis.matrix if suspect is None else mark_suspect(analysis.matrix, suspect, guard)
+    faults.maybe_enospc("enospc-scoring", folder.file(folder.SCORES))
     folder.write_parquet(folder.SCORES, scores)
     folder.write_parquet(folder.MATRIX, matrix)
     folder.write_parquet(folder.DRIFT, analysis.drift)

@@ -18,6 +18,7 @@ import polars as pl
 
 from capdrift_fast.errors import RunFolderError
 from capdrift_fast.rundir.atomic import atomic_write, atomic_write_text
+from capdrift_fast.rundir.paths import inside
 from capdrift_fast.report.combine import Combined, combine
 from capdrift_fast.report.runs import RunData, load_run
 
@@ -67,13 +68,8 @@ def write_report(
     Raises:
         RunFolderError: no run, a folder is not a finished run, the same folder is given twice, or
             ``out`` is missing for several runs.
+        RunDirError: ``out`` is in use by another capdrift process, or a folder in it is a symbolic link.
     """
-    from capdrift_fast.report.heatmap import breakdown_heatmap, combined_heatmap, draw_heatmap, single_run_heatmap
-    from capdrift_fast.report.lm_eval import export_lm_eval
-    from capdrift_fast.analysis.breakdown import breakdown_table
-    from capdrift_fast.report.render import metric_order, render, report_context
-    from capdrift_fast.report.samples import DEFAULT_MAX_ITEMS, browser_data
-
     dirs = [Path(d).expanduser().resolve() for d in run_dirs]
     if not dirs:
         raise RunFolderError("no run folder given; pass one or more RUN_DIRs")
@@ -84,8 +80,20 @@ def write_report(
         if len(dirs) > 1:
             raise RunFolderError("several run folders: pass --out DIR for the combined report")
         out = dirs[0]
-    out = Path(out).expanduser().resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    from capdrift_fast.rundir.lock import run_folder_lock
+
+    with run_folder_lock(Path(out), "capdrift report") as locked:  # one writer per folder (capdrift_fast.rundir.lock)
+        return _write_report(dirs, locked, samples, max_items)
+
+
+def _write_report(dirs: list[Path], out: Path, samples: dict[str, pl.DataFrame] | None,
+                  max_items: int | None = None) -> ReportFiles:
+    from capdrift_fast.analysis.breakdown import breakdown_table
+    from capdrift_fast.report.heatmap import breakdown_heatmap, combined_heatmap, draw_heatmap, single_run_heatmap
+    from capdrift_fast.report.lm_eval import export_lm_eval
+    from capdrift_fast.report.render import metric_order, render, report_context
+    from capdrift_fast.report.samples import DEFAULT_MAX_ITEMS, browser_data
+
     runs = [load_run(d, label, samples if len(dirs) == 1 else None) for d, label in zip(dirs, _unique_labels(dirs))]
     combined = combine(runs) if len(runs) > 1 else None
 
@@ -107,7 +115,7 @@ def write_report(
 
     lm_paths: list[Path] = []
     for r in runs:
-        lm_paths += export_lm_eval(r, out / "lm_eval" / (r.label if combined else ""))
+        lm_paths += export_lm_eval(r, inside(out, "lm_eval", *([r.label] if combined else []), what="run label"))
     details: dict = {}
     if combined is None:  # the per-item sections of a single run
         run = runs[0]
@@ -117,7 +125,7 @@ def write_report(
         for task, metric in details["breakdown"].select("task", "metric").unique(maintain_order=True).iter_rows():
             if task in details["breakdown_png"]:
                 continue  # one small heatmap per task, of its first metric (IFEval: ila_strict)
-            png = out / f"breakdown_{task}.png"
+            png = inside(out, f"breakdown_{task}.png", what="task name")
             bdata = breakdown_heatmap(details["breakdown"], task, metric, f"{task} by group: {metric}, Δ vs base")
             atomic_write(png, lambda tmp, d=bdata: draw_heatmap(d, tmp))
             details["breakdown_png"][task] = (metric, png)
@@ -127,4 +135,9 @@ def write_report(
     ctx = report_context(runs, combined, heatmap, lm_paths, out, details)
     md = atomic_write_text(out / "report.md", render(ctx, "md"))
     html = atomic_write_text(out / "report.html", render(ctx, "html"))
+    if combined is None and runs[0].run_dir == out and "report_error" in runs[0].manifest:
+        import json  # the failed report of `capdrift run` is redone: its error is no longer current
+
+        manifest = {k: v for k, v in runs[0].manifest.items() if k != "report_error"}
+        atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, default=str))
     return ReportFiles(md, html, heatmap, lm_paths, runs, combined)

@@ -180,11 +180,19 @@ def _summary_footer(summary: pl.DataFrame | None, cols: list[tuple[str, str]]) -
 def draw_heatmap(data: HeatmapData, path: str | Path, dpi: int = 130) -> Path:
     """Draw ``data`` to a PNG at ``path`` (matplotlib, Agg backend); return the path.
 
-    The colour scale is symmetric: ``±max(|delta|)`` rounded up to 0.05 (at least ±0.05).
+    The colour scale is symmetric: ``±max(|delta|)`` rounded up to 0.05 (at least ±0.05). Every string
+    is drawn as plain text (``text.parse_math`` off): adapter names, labels and titles come from users, and
+    a label such as ``$x^$`` would otherwise be parsed as mathtext (and fail to draw).
     """
     import matplotlib
 
     matplotlib.use("Agg", force=True)
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+        return _draw(data, path, dpi)
+
+
+def _draw(data: HeatmapData, path: str | Path, dpi: int) -> Path:
+    import matplotlib
     import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
 

@@ -146,14 +146,31 @@ def lm_eval_results(run: RunData, model: str, scores: pl.DataFrame) -> dict[str,
 def export_lm_eval(run: RunData, out: str | Path) -> list[Path]:
     """Write one ``out/<model>/results_<date>.json`` per model of ``run`` (base first); return the paths.
 
-    Earlier exports of the same run (same file name) are replaced atomically.
+    Earlier exports of the same run (same file name) are replaced atomically. The model names come from
+    ``scores.parquet``; each must be ``base`` or an adapter of the run's config (whose names are validated
+    as plain file names), and every path is checked to stay inside ``out`` (no symlinks on the way).
+
+    Raises:
+        RunFolderError: ``scores.parquet`` names a model the run's config does not have.
+        RunDirError: a folder on the way is a symbolic link or leads outside ``out``.
     """
+    from capdrift_fast.config import BASE_NAME
+    from capdrift_fast.errors import RunFolderError
+    from capdrift_fast.rundir.paths import inside
+
     out = Path(out)
     scores = pl.read_parquet(run.run_dir / "scores.parquet")
     stamp = _date_id(run)
+    known = {BASE_NAME, *(a.name for a in run.config.adapters)}
+    models = run.analysis.matrix["adapter"].unique(maintain_order=True).to_list()
+    for model in models:  # every name checked before anything is written
+        if model not in known:
+            raise RunFolderError(f"{run.run_dir / 'scores.parquet'} names model {str(model)[:80]!r}, which is neither "
+                                 f"{BASE_NAME!r} nor an adapter of the run's config.json; the file does not belong to "
+                                 "this run (restore it, or rerun the run)")
     paths = []
-    for model in run.analysis.matrix["adapter"].unique(maintain_order=True).to_list():
-        path = out / model / f"results_{stamp}.json"
+    for model in models:
+        path = inside(out, model, f"results_{stamp}.json", what="model name")
         atomic_write_text(path, json.dumps(lm_eval_results(run, model, scores), indent=2, default=str))
         paths.append(path)
     return paths

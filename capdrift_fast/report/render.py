@@ -140,6 +140,7 @@ def _single_matrix(run: RunData) -> dict[str, Any]:
     rand = {(r["task"], r["metric"]): r["score"] for r in run.baselines.iter_rows(named=True)}
     adapters = [a for a in m["adapter"].unique(maintain_order=True).to_list() if a != BASE_NAME]
     suspect = set(m.filter(pl.col("suspect").fill_null(False))["adapter"].to_list()) if "suspect" in m.columns else set()
+    suspect |= {a for a, g in run.guard.items() if g == "SUSPECT"}
     vmax = _vmax(m.filter(pl.col("adapter") != BASE_NAME)["delta"].to_list())
     rows = []
     for t, metrics in metric_order([run]).items():
@@ -164,8 +165,8 @@ def _single_matrix(run: RunData) -> dict[str, Any]:
                     "mde": num(c.get("mde")),
                 })
             rows.append(row)
-    return {"columns": [{"name": a + (" SUSPECT" if a in suspect else ""), "label": run.labels.get(a, "")}
-                        for a in adapters], "rows": rows}
+    return {"columns": [{"name": a, "label": run.labels.get(a, ""), "guard": run.guard.get(a, "")} for a in adapters],
+            "base_guard": run.guard.get(BASE_NAME, ""), "rows": rows}
 
 
 def _off_moves(run: RunData) -> list[dict[str, Any]]:
@@ -341,26 +342,30 @@ def _format_rows(fmt: pl.DataFrame) -> list[dict[str, Any]]:
 
 
 def _parity(run: RunData) -> dict[str, Any]:
-    """The parity guard's verdict for the top of the report (``parity.json``; the matrix's ``suspect``)."""
+    """The parity guard's verdict for the top of the report: from the per-model statuses of ``parity.json``
+    (:func:`capdrift_fast.report.runs.parity_summary`: agreed, SUSPECT, not run, disabled, not checked) and
+    the matrix's ``suspect`` column."""
     p = run.parity or {}
     m = run.analysis.matrix
     suspects = (m.filter(pl.col("suspect").fill_null(False))["adapter"].unique(maintain_order=True).to_list()
                 if "suspect" in m.columns else [])
+    suspects += [a for a, g in run.guard.items() if g == "SUSPECT" and a not in suspects]
     models = p.get("models") or {}
-    checked = [k for k, v in models.items() if v.get("suspect") is not None]
-    status = p.get("status", "absent")
+    agreed = [a for a, g in run.guard.items() if g == "agreed"]
+    other = {a: g for a, g in run.guard.items() if g not in ("agreed", "SUSPECT")}
     if suspects:
-        verdict, level = f"SUSPECT: {', '.join(suspects)} — vLLM disagreed with transformers+peft on its canaries; their cells are marked", "bad"
-    elif status == "ok":
-        verdict, level = (f"all {len(checked)} checked models agree with transformers+peft "
-                          f"({p.get('mode', '?')} mode, {sum(v.get('checked', 0) for v in models.values())} canaries)"), "ok"
-    elif status == "absent":
-        verdict, level = "no parity.json: the parity guard did not run for this folder", "warn"
+        verdict, level = (f"SUSPECT: {', '.join(suspects)} — vLLM disagreed with transformers+peft on their canaries; "
+                          "their cells are marked ⚠"), "bad"
+    elif not run.guard:
+        verdict, level = "unknown (no parity.json: the guard did not run for this folder)", "warn"
+    elif other:
+        verdict, level = (f"{len(agreed)} model(s) agree with transformers+peft; "
+                          + ", ".join(f"{a} {g}" for a, g in other.items())
+                          + (f" ({p['message']})" if p.get("message") else "")), "warn"
     else:
-        verdict, level = f"parity guard {status}{': ' + p['message'] if p.get('message') else ''}", "warn"
-    return {"verdict": verdict, "level": level, "suspects": suspects,
-            "models": [{"model": k, "checked": v.get("checked", 0), "disagreed": v.get("disagreed", 0),
-                        "suspect": v.get("suspect")} for k, v in models.items()]}
+        verdict, level = (f"all {len(agreed)} models agree with transformers+peft ({p.get('mode', '?')} mode, "
+                          f"{sum(v.get('checked', 0) for v in models.values())} canaries)"), "ok"
+    return {"verdict": verdict, "level": level, "suspects": suspects}
 
 
 def report_context(runs: list[RunData], combined: Combined | None, heatmap: Path, lm_eval_paths: list[Path],

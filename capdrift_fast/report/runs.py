@@ -36,6 +36,8 @@ class RunData:
         baselines: random-guess expectations, long (task, metric, score); empty where undefined.
         notes: things the report should say it could not do (e.g. data missing for baselines).
         adapter_files: adapter name -> {file: sha256} (from the manifest when it has them).
+        guard: model -> the parity guard's status (``parity.json``: agreed, SUSPECT, not run, disabled,
+            not checked); empty when the folder has no ``parity.json``.
         scores: ``scores.parquet`` (one row per generation with its metric values).
         samples: the tasks' samples frames by name (those whose data could be read).
         parity: ``parity.json`` (``{}`` when absent).
@@ -50,6 +52,7 @@ class RunData:
     baselines: pl.DataFrame
     notes: list[str] = field(default_factory=list)
     adapter_files: dict[str, dict[str, str]] = field(default_factory=dict)
+    guard: dict[str, str] = field(default_factory=dict)
     scores: pl.DataFrame | None = None
     samples: dict[str, pl.DataFrame] = field(default_factory=dict)
     parity: dict[str, Any] = field(default_factory=dict)
@@ -152,6 +155,36 @@ def random_baselines(tasks: dict[str, Task], samples: dict[str, pl.DataFrame] | 
     return pl.DataFrame(rows, schema=BASELINE_SCHEMA), notes
 
 
+def check_scores(run_dir: Path, config: RunConfig, scores: pl.DataFrame) -> None:
+    """``scores.parquet`` belongs to the run's config: its columns ``adapter`` and ``task`` exist, every
+    model is ``base`` or a configured adapter (their names become file names of the lm-eval export), the
+    base model is there, and every task is a configured one.
+
+    Raises:
+        RunFolderError: naming the file and the first foreign value.
+    """
+    from capdrift_fast.config import BASE_NAME, task_name
+
+    path = run_dir / "scores.parquet"
+    missing = [c for c in ("adapter", "task", "request_id") if c not in scores.columns]
+    if missing:
+        raise RunFolderError(f"{path}: column {missing[0]!r} missing; not the scores of a capdrift run")
+    models = scores.get_column("adapter").unique(maintain_order=True).to_list()
+    known = {BASE_NAME, *(a.name for a in config.adapters)}
+    foreign = [m for m in models if m not in known]
+    if foreign:
+        raise RunFolderError(f"{path} names model {str(foreign[0])[:80]!r}, which is neither {BASE_NAME!r} nor an "
+                             "adapter of the run's config.json; the file does not belong to this run (restore it, "
+                             "or rerun the run)")
+    if BASE_NAME not in models:
+        raise RunFolderError(f"{path} has no rows of the base model; the file is incomplete (restore it, or rerun)")
+    tasks = {task_name(t) for t in config.tasks}
+    odd = [t for t in scores.get_column("task").unique(maintain_order=True).to_list() if t not in tasks]
+    if odd:
+        raise RunFolderError(f"{path} names task {str(odd[0])[:80]!r}, which the run's config.json does not have; "
+                             "the file does not belong to this run")
+
+
 def load_run(run_dir: str | Path, label: str | None = None, samples: dict[str, pl.DataFrame] | None = None) -> RunData:
     """Read a run folder (``config.json``, ``scores.parquet``, ``matrix.parquet``, ``drift.parquet``,
     ``manifest.json``) for a report.
@@ -181,6 +214,7 @@ def load_run(run_dir: str | Path, label: str | None = None, samples: dict[str, p
         scores = pl.read_parquet(run_dir / "scores.parquet")
     except Exception as exc:  # polars raises several types for a damaged file
         raise RunFolderError(f"{run_dir / 'scores.parquet'}: cannot read ({exc})") from None
+    check_scores(run_dir, config, scores)
     analysis = _stored_analysis(run_dir)
     if analysis is None:  # a folder without matrix.parquet / drift.parquet: recompute (same seed, same numbers)
         labels = {a.name: a.label for a in config.adapters}
@@ -196,12 +230,35 @@ def load_run(run_dir: str | Path, label: str | None = None, samples: dict[str, p
                                                       maintain_order="left"), analysis.drift, analysis.replicates)
     all_samples, notes = read_samples(tasks, samples)
     baselines, _ = random_baselines(tasks, all_samples)
-    notes += suspect_notes(analysis.matrix, run_dir)
     parity = _read_json(run_dir / "parity.json") if (run_dir / "parity.json").is_file() else {}
     if not manifest:
         notes.append(f"{run_dir / 'manifest.json'} missing: timings and versions unknown")
-    return RunData(run_dir, label or run_dir.name, config, manifest, tasks, analysis, baselines, notes,
-                   adapter_hashes(manifest, config), scores, all_samples, parity)
+    guard, guard_notes = parity_summary(run_dir)
+    return RunData(run_dir, label or run_dir.name, config, manifest, tasks, analysis, baselines,
+                   notes + guard_notes, adapter_hashes(manifest, config), guard, scores, all_samples, parity)
+
+
+def parity_summary(run_dir: Path) -> tuple[dict[str, str], list[str]]:
+    """The parity guard's per-model status from ``run_dir/parity.json`` and the notes a report must carry:
+    one when the guard could not run (with its reason), one naming suspect models. ``({}, [note])`` when
+    the file is missing."""
+    from capdrift_fast.records import guard_status
+
+    path = run_dir / "parity.json"
+    if not path.is_file():
+        return {}, [f"{path} missing: the parity guard's verdict is unknown"]
+    parity = _read_json(path)
+    status = parity.get("status")
+    models = parity.get("models") or {}
+    guard = {m: v.get("guard") or guard_status(status, v.get("suspect")) for m, v in models.items()}
+    notes = []
+    if status in ("error", "partial") and any(g == "not run" for g in guard.values()):
+        notes.append(f"PARITY GUARD NOT RUN ({parity.get('message') or 'no reason recorded'}): these results are "
+                     "neither confirmed nor marked suspect against transformers+peft")
+    bad = [m for m, g in guard.items() if g == "SUSPECT"]
+    if bad:
+        notes.append(f"SUSPECT (vLLM disagreed with transformers+peft on their canaries): {', '.join(bad)}")
+    return guard, notes
 
 
 def _stored_analysis(run_dir: Path) -> DriftAnalysis | None:
@@ -220,13 +277,3 @@ def _stored_analysis(run_dir: Path) -> DriftAnalysis | None:
         except Exception as exc:  # polars raises several types for a damaged file
             raise RunFolderError(f"{p}: cannot read ({exc})") from None
     return DriftAnalysis(frames[0], frames[1], {})
-
-
-def suspect_notes(matrix: pl.DataFrame, run_dir: Path) -> list[str]:
-    """One note per model the parity guard marked ``suspect`` in ``matrix`` (none without the column)."""
-    if "suspect" not in matrix.columns:
-        return []
-    models = matrix.filter(pl.col("suspect").fill_null(False))["adapter"].unique(maintain_order=True).to_list()
-    return [f"SUSPECT: {m}: vLLM disagreed with transformers+peft on its canaries ({run_dir / 'parity.json'}); "
-            "its scores may not be its own" for m in models]
-

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from capdrift_fast.config import RunConfig
 from capdrift_fast.errors import RunDirError
 from capdrift_fast.rundir.atomic import atomic_write, atomic_write_text
 from capdrift_fast.rundir.folder import RunFolder
+from capdrift_fast.rundir.paths import inside
 from capdrift_fast.rundir.shards import SHARD_GLOB, TMP_GLOB, read_shard
 
 RUN_FILE = "run.json"
@@ -42,6 +44,9 @@ PLAN_FILE = "plan.parquet"
 QUARANTINE = "quarantine"
 MUTABLE_SECTIONS = ("output",)
 """Config sections that may change between a run and its resume (they do not affect results)."""
+MUTABLE_FIELD_RE = re.compile(r"^adapters\.\d+\.label$")
+"""Descriptive fields (flattened names) that may change on resume: an adapter's nominal ``label`` (it
+only names the adapter's on-target tasks in the analysis, which is recomputed from the scores)."""
 
 
 @dataclass
@@ -97,7 +102,8 @@ def config_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[
         return "(absent)" if v is missing else repr(v)
 
     return [f"field {k}: was {show(a.get(k, missing))}, now {show(b.get(k, missing))}"
-            for k in sorted(set(a) | set(b)) if a.get(k, missing) != b.get(k, missing)]
+            for k in sorted(set(a) | set(b))
+            if a.get(k, missing) != b.get(k, missing) and not MUTABLE_FIELD_RE.match(k)]
 
 
 def with_current_defaults(stored: dict[str, Any]) -> dict[str, Any]:
@@ -127,7 +133,8 @@ def open_run(run_dir: str | Path, cfg: RunConfig, requests: pl.DataFrame,
             to do).
     """
     run_dir = Path(run_dir).resolve()
-    gen_dir = run_dir / "generations"
+    gen_dir = inside(run_dir, "generations")
+    inside(run_dir, QUARANTINE)
     run_file = run_dir / RUN_FILE
     current = json.loads(cfg.model_dump_json())
     if run_file.is_file():
@@ -147,6 +154,8 @@ def open_run(run_dir: str | Path, cfg: RunConfig, requests: pl.DataFrame,
             )
         _check_shard(run_dir, run_info, shard)
         _check_plan(run_dir, requests)
+        if with_current_defaults(stored) != current:  # only descriptive fields changed (a label): keep the new ones
+            atomic_write_text(run_dir / CONFIG_FILE, json.dumps(current, indent=2))
         state = RunState(run_dir, run_id, resumed=True, shard=shard)
     else:
         if gen_dir.is_dir() and any(gen_dir.glob(SHARD_GLOB)):
@@ -203,7 +212,7 @@ def _check_plan(run_dir: Path, requests: pl.DataFrame) -> None:
 
 
 def _quarantine(state: RunState, path: Path, reason: str) -> None:
-    qdir = state.run_dir / QUARANTINE
+    qdir = inside(state.run_dir, QUARANTINE)
     qdir.mkdir(exist_ok=True)
     os.replace(path, qdir / f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}")
     state.quarantined.append(f"{path.name}: {reason}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,8 @@ class ShardWriter:
     Use as a context manager; leaving it flushes the last partial shard.
     """
 
-    def __init__(self, folder: str | Path, run_id: str, rows_per_shard: int = 1024, max_seconds: float = 30.0) -> None:
+    def __init__(self, folder: str | Path, run_id: str, rows_per_shard: int = 1024, max_seconds: float = 30.0,
+                 on_flush: Callable[[], None] | None = None) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.run_id, self.rows_per_shard, self.max_seconds = run_id, rows_per_shard, max_seconds
@@ -44,11 +46,16 @@ class ShardWriter:
         self._buf: list[dict[str, Any]] = []
         self._since = time.monotonic()
         self.rows_written = 0
+        self._seen = 0  # records handed to write() (for the fault hook)
         self.paths: list[Path] = []
+        self.on_flush = on_flush
+        """Called after each shard is in place (the runner records the session's progress in the manifest)."""
 
     def write(self, record: dict[str, Any]) -> None:
         """Buffer one record; flush when the shard is full or ``max_seconds`` have passed."""
         self._buf.append({**record, "run_id": self.run_id})
+        self._seen += 1
+        faults.maybe_sigterm("sigterm-after", self._seen)
         if len(self._buf) >= self.rows_per_shard or time.monotonic() - self._since >= self.max_seconds:
             self.flush()
 
@@ -62,6 +69,7 @@ class ShardWriter:
         nth = len(self.paths) + 1
 
         def _write(tmp: Path) -> None:
+            faults.maybe_enospc("enospc-shard", tmp, nth)
             with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, GENERATION_SCHEMA) as writer:
                 writer.write_table(table)
             if faults.armed("in-shard-write", nth):
@@ -75,6 +83,8 @@ class ShardWriter:
         self._next += 1
         self._buf.clear()
         self._since = time.monotonic()
+        if self.on_flush is not None:
+            self.on_flush()
 
     def __enter__(self) -> "ShardWriter":
         return self
@@ -93,7 +103,12 @@ def read_shard(path: str | Path) -> tuple[pa.Table | None, str | None]:
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
         return None, f"unreadable ({exc})"
     if not table.schema.equals(GENERATION_SCHEMA):
-        return None, "not in the generation schema"
+        older = pa.schema([f for f in GENERATION_SCHEMA if f.name != "output_logprobs"])
+        if not table.schema.equals(older):
+            return None, "not in the generation schema"
+        # a shard written before sampled parity (run-folder format 1, capdrift_fast 0.1.0): no log-probs
+        table = table.append_column(GENERATION_SCHEMA.field("output_logprobs"),
+                                    pa.nulls(table.num_rows, GENERATION_SCHEMA.field("output_logprobs").type))
     return table, None
 
 

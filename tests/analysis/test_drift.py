@@ -147,7 +147,7 @@ def test_bad_drift_metric_fails_before_the_engine_starts(demo_cfg, tmp_path):
 @pytest.mark.engine
 def test_real_matrix_statistics_agree_with_scipy(demo_run):
     m = pl.read_parquet(demo_run.run_dir / "matrix.parquet")
-    assert dict(m.schema) == {**MATRIX_SCHEMA, "suspect": pl.Boolean}  # suspect: the parity guard
+    assert dict(m.schema) == {**MATRIX_SCHEMA, "suspect": pl.Boolean, "guard": pl.String}  # suspect: the parity guard
     ad = m.filter(pl.col("adapter") != BASE_NAME)
     assert (ad["ci_low"] <= ad["delta"] + 1e-12).all() and (ad["delta"] <= ad["ci_high"] + 1e-12).all()
     # binary metrics get McNemar; the non-binary ones (IFEval ILA fractions, SuperNI ROUGE-L) the sign-flip test

@@ -173,3 +173,25 @@ def test_resuming_a_shard_folder_as_another_shard_is_refused(shard_runs, merged,
     again = run(demo_cfg, results[0].run_dir, progress=False, engine=engine, reference=hf_reference,
                 shard=ShardSpec(0, N), report=False)
     assert again.n_generated == 0 and again.state.resumed
+
+
+def test_merge_refuses_a_folder_in_use(shard_runs, tmp_path):
+    """One writer per run folder: a merge into a folder another process holds is refused at once,
+    naming that process; once it is gone the merge goes through."""
+    import subprocess
+    import sys
+
+    _, results = shard_runs
+    out = tmp_path / "merged"
+    hold = ("import sys, time\nfrom capdrift_fast.rundir.lock import run_folder_lock\n"
+            "with run_folder_lock(sys.argv[1], 'capdrift merge'):\n    print('held', flush=True)\n    time.sleep(120)\n")
+    p = subprocess.Popen([sys.executable, "-c", hold, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "held"
+        with pytest.raises(RunDirError, match=rf"in use by another capdrift process \(pid {p.pid} .*`capdrift merge`"):
+            merge([r.run_dir for r in results], out, report=False)
+        assert not (out / "generations").exists()
+    finally:
+        p.kill()
+        p.wait()
+    assert merge([r.run_dir for r in results], out, report=False).n_requests > 0

@@ -55,7 +55,7 @@ def test_html_is_self_contained_and_holds_the_numbers(demo_run, demo_cfg):
     assert "data:image/png;base64," in html
     assert not re.search(r"""(src|href)=["'](?!data:|#)""", html), "the page must not load other files"
     assert not re.search(r"<script[^>]*\bsrc\s*=", html), "scripts are inline"
-    assert "Parity guard:" in html and 'id="capdrift-data"' in html  # verdict at the top; the sample browser
+    assert "Parity guard — " in html and 'id="capdrift-data"' in html  # verdict at the top; the sample browser
     drift = pl.read_parquet(d / "drift.parquet")
     matrix = pl.read_parquet(d / "matrix.parquet")
     for r in drift.iter_rows(named=True):
@@ -90,7 +90,7 @@ def test_markdown_report_tables(demo_run):
     md = (demo_run.run_dir / "report.md").read_text()
     for section in ("## How to read this report", "## Findings", "## Drift score per adapter", "## Matrix",
                     "## Off-target cells that moved significantly", "## Run metadata", "![delta heatmap](heatmap.png)",
-                    "## Flip table", "## ifeval by group: ila_strict", "## Output-format drift", "**Parity guard: "):
+                    "## Flip table", "## ifeval by group: ila_strict", "## Output-format drift", "**Parity guard — "):
         assert section in md, section
     drift = pl.read_parquet(demo_run.run_dir / "drift.parquet")
     rows = [line for line in md.splitlines() if line.startswith("| ")]

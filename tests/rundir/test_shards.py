@@ -12,7 +12,7 @@ def record(i: int) -> dict:
         "request_id": f"base/t/{i}", "adapter": "base", "lora_id": 0, "task": "t", "sample_id": str(i),
         "prompt": f"p{i}", "response": f"r{i} é ✓", "prompt_tokens": i, "output_tokens": 2,
         "output_token_ids": [i, i + 1], "finish_reason": "length", "ttft_s": None if i % 2 else 0.5,
-        "finished_at": 1.0 + i,
+        "finished_at": 1.0 + i, "output_logprobs": None if i % 3 else [-0.5, -1.25],
     }
 
 
