@@ -31,8 +31,16 @@ def _portable_copy(tmp_path: Path, data_dir: Path, assets: Path | None = None) -
     new_root = str(assets) if assets else old_root
     text = (run / "config.json").read_text().replace(cfg["data_dir"], str(data_dir)).replace(old_root, new_root)
     (run / "config.json").write_text(text)
-    man = (run / "manifest.json").read_text().replace(old_root, new_root).replace(cfg["data_dir"], str(data_dir))
-    (run / "manifest.json").write_text(man)
+    man = json.loads((run / "manifest.json").read_text().replace(old_root, new_root).replace(cfg["data_dir"], str(data_dir)))
+    if assets is not None:  # demo assets are rebuilt per machine: weights are byte-identical, but each adapter's
+        # adapter_config.json / README name the base model's absolute path, so record this machine's hashes
+        from capdrift_fast.rundir.hashing import hash_folder
+
+        files = man["files"]
+        files["model"]["sha256"] = hash_folder(files["model"]["path"])
+        for entry in files["adapters"].values():
+            entry["sha256"] = hash_folder(entry["path"])
+    (run / "manifest.json").write_text(json.dumps(man))
     return run
 
 
