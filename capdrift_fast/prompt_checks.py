@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from capdrift_fast.errors import DataError, EngineError
+from capdrift_fast.errors import DataError
 
 if TYPE_CHECKING:
     from capdrift_fast.config import RunConfig
@@ -50,26 +50,11 @@ def prompt_lengths(cfg: "RunConfig", requests: pl.DataFrame, engine: Any = None)
     Raises:
         EngineError: the tokenizer cannot be loaded (the message names the model).
     """
-    from capdrift_fast.engines.prompts import encode_prompts, resolve_prompt_format
+    from capdrift_fast.engines.prompts import load_prompt_encoder
 
     uniq = requests.unique(subset=["task", "sample_id"], keep="first", maintain_order=True)
     prompts = uniq.get_column("prompt")
-    if engine is not None:
-        encode = engine.encode
-    else:
-        model = cfg.model
-        try:
-            from transformers import AutoTokenizer
-
-            tok = AutoTokenizer.from_pretrained(model.tokenizer or model.path, revision=model.revision,
-                                                trust_remote_code=model.trust_remote_code)
-        except Exception as exc:  # transformers raises many kinds (missing files, offline hub, ...)
-            raise EngineError(f"cannot load the tokenizer of {model.tokenizer or model.path!r} to check prompt "
-                              f"lengths ({type(exc).__name__}: {exc})") from None
-        fmt = resolve_prompt_format(tok, model.prompt_format)
-
-        def encode(batch: list[str]) -> list[list[int]]:
-            return encode_prompts(tok, batch, fmt)
+    encode = engine.encode if engine is not None else load_prompt_encoder(cfg.model, "to check prompt lengths")
 
     lens = [len(ids) for start in range(0, len(prompts), SLICE)
             for ids in encode(prompts.slice(start, SLICE).to_list())]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
+
+from capdrift_fast.errors import EngineError
 
 
 def resolve_prompt_format(tokenizer: Any, prompt_format: Literal["auto", "raw", "chat"]) -> Literal["raw", "chat"]:
@@ -26,3 +28,23 @@ def encode_prompts(tokenizer: Any, prompts: Sequence[str], prompt_format: Litera
         ]
         return [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     return [list(ids) for ids in tokenizer(list(prompts), add_special_tokens=True)["input_ids"]]
+
+
+def load_prompt_encoder(model: Any, purpose: str) -> Callable[[list[str]], list[list[int]]]:
+    """The model's tokenizer (transformers; no weights, no engine) as ``prompts -> token ids``, encoding
+    exactly as :func:`encode_prompts` does for the engine. ``model``: a ``ModelConfig``; ``purpose`` ends the
+    error message ("to check prompt lengths").
+
+    Raises:
+        EngineError: the tokenizer cannot be loaded (the message names the model and the purpose).
+    """
+    try:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(model.tokenizer or model.path, revision=model.revision,
+                                            trust_remote_code=model.trust_remote_code)
+    except Exception as exc:  # transformers raises many kinds (missing files, offline hub, ...)
+        raise EngineError(f"cannot load the tokenizer of {model.tokenizer or model.path!r} {purpose} "
+                          f"({type(exc).__name__}: {exc})") from None
+    fmt = resolve_prompt_format(tok, model.prompt_format)
+    return lambda prompts: encode_prompts(tok, prompts, fmt)

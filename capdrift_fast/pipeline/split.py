@@ -152,23 +152,12 @@ def count_prompt_tokens(model: "ModelConfig", requests: pl.DataFrame, engine: An
     Raises:
         EngineError: the tokenizer cannot be loaded (the message names the model).
     """
-    from capdrift_fast.engines.prompts import encode_prompts, resolve_prompt_format
-    from capdrift_fast.errors import EngineError
+    from capdrift_fast.engines.prompts import load_prompt_encoder
 
     uniq = requests.unique(subset=["task", "sample_id"], keep="first", maintain_order=True)
     prompts = uniq.get_column("prompt").to_list()
-    if engine is not None:
-        ids = engine.encode(prompts)
-    else:
-        try:
-            from transformers import AutoTokenizer
-
-            tok = AutoTokenizer.from_pretrained(model.tokenizer or model.path, revision=model.revision,
-                                                trust_remote_code=model.trust_remote_code)
-        except Exception as exc:  # transformers raises many kinds (missing files, offline hub, ...)
-            raise EngineError(f"cannot load the tokenizer of {model.tokenizer or model.path!r} to split the requests "
-                              f"by tokens ({type(exc).__name__}: {exc})") from None
-        ids = encode_prompts(tok, prompts, resolve_prompt_format(tok, model.prompt_format))
+    encode = engine.encode if engine is not None else load_prompt_encoder(model, "to split the requests by tokens")
+    ids = encode(prompts)
     return uniq.select("task", "sample_id").with_columns(
         prompt_tokens=pl.Series([len(i) for i in ids], dtype=pl.Int64))
 
