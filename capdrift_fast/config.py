@@ -205,13 +205,18 @@ class EngineConfig(_Strict):
 class SamplingConfig(_Strict):
     """Sampling for every request. ``temperature: 0`` is greedy decoding. ``ignore_eos``: keep
     generating past the end-of-sequence token up to ``max_tokens`` (fixed output lengths, for
-    throughput benchmarks; task stop strings still apply)."""
+    throughput benchmarks; task stop strings still apply). ``skip_special_tokens``: drop special tokens
+    (``</s>``, ``<|im_end|>``, ...) from the response text; the default ``false`` keeps them, as
+    lm-evaluation-harness's vLLM backend decodes (``skip_special_tokens=False,
+    spaces_between_special_tokens=False``). Either way each record keeps ``output_token_ids``, so the
+    other text can be recovered with the tokenizer."""
 
     temperature: float = Field(default=0.0, ge=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
     max_tokens: int = Field(default=256, ge=1)
     seed: int = 0
     ignore_eos: bool = False
+    skip_special_tokens: bool = False
 
 
 def default_targets() -> dict[str, tuple[str, ...]]:

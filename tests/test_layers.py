@@ -95,7 +95,7 @@ def test_no_benchmark_name_outside_its_module(path: Path):
 
 LAYER = {"cli": 9, "display": 9, "__main__": 9, "api": 8, "distributed": 7, "runner": 6, "pipeline": 6, "demo": 6,
          "report": 5, "analysis": 4, "benchmarks": 3, "engines": 2, "rundir": 2, "metrics": 2,
-         "config": 1, "records": 0, "errors": 0, "registry": 0, "logs": 0, "parity_process": 6, "signals": 0, "prompt_checks": 6}
+         "config": 1, "records": 0, "conversation": 0, "errors": 0, "registry": 0, "logs": 0, "parity_process": 6, "signals": 0, "prompt_checks": 6}
 """Layer of each top-level module or package (DESIGN.md): an import may only point to the same or a lower layer."""
 
 

@@ -61,6 +61,37 @@ class MetricSpec:
     lm_eval: str | None = None
 
 
+@dataclass(frozen=True)
+class LmEvalDefinition:
+    """lm-evaluation-harness 0.4.13's definition of a task (its YAML under ``lm_eval/tasks/``), which a task
+    with the same prompts and scoring declares as its ``lm_eval`` attribute; the export names results with
+    ``task`` only when the run's settings match it (:func:`capdrift_fast.benchmarks.lm_eval_compat.lm_eval_deviations`).
+
+    Attributes:
+        task: lm-eval's task name (``gsm8k``).
+        version: the YAML's ``metadata.version`` (a float, as lm-eval writes it in ``versions``).
+        num_fewshot: the YAML's ``num_fewshot``.
+        fewshot_split: the split the examples come from (``train``), or None for a 0-shot task.
+        until: ``generation_kwargs.until`` (lm-eval's vLLM backend adds the tokenizer's EOS string).
+        max_gen_toks: ``generation_kwargs.max_gen_toks``, or the vLLM backend's default 256 when the YAML has none.
+        dataset_path, dataset_name, test_split: where lm-eval reads the evaluated documents.
+        fewshot_seed: lm-eval's default ``--seed`` for few-shot sampling (1234).
+        fewshot_sampler: ``fewshot_config.sampler`` (``default``: ``random.Random(seed).sample`` advancing over docs).
+    """
+
+    task: str
+    version: float
+    num_fewshot: int
+    fewshot_split: str | None
+    until: tuple[str, ...]
+    max_gen_toks: int
+    dataset_path: str
+    dataset_name: str | None
+    test_split: str
+    fewshot_seed: int = 1234
+    fewshot_sampler: str = "default"
+
+
 @runtime_checkable
 class Task(Protocol):
     """A benchmark bound to one data file (see the module docstring for the frame shapes).

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Literal
 
 import polars as pl
+from pydantic import Field
 
 from capdrift_fast.benchmarks.base import (
     BREAKDOWN_SCHEMA,
     Benchmark,
+    LmEvalDefinition,
     MetricSpec,
     NoLabelSpace,
     PromptWatch,
@@ -41,10 +43,21 @@ from capdrift_fast.registry import register_benchmark
 DEFAULT_DATA = "ifeval/input_data.jsonl"
 
 
+LM_EVAL_IFEVAL = LmEvalDefinition(
+    task="ifeval", version=4.0, num_fewshot=0, fewshot_split=None, until=(), max_gen_toks=1280,
+    dataset_path="google/IFEval", dataset_name=None, test_split="train",
+)
+"""lm-eval 0.4.13's ``lm_eval/tasks/ifeval/ifeval.yaml``."""
+
+
 class IFEvalTaskConfig(TaskConfigBase):
-    """IFEval (Zhou et al. 2023): verifiable instructions, scored strict and loose (ILA/PLA)."""
+    """IFEval (Zhou et al. 2023): verifiable instructions, scored strict and loose (ILA/PLA).
+    ``max_tokens`` defaults to lm-eval's ``max_gen_toks`` 1280 (responses cut at the limit have
+    ``finish_reason: length``, counted per adapter and task in the matrix's ``truncated`` column)."""
 
     benchmark: Literal["ifeval"]
+    max_tokens: int | None = Field(default=LM_EVAL_IFEVAL.max_gen_toks, ge=1,
+                                   description="Max new tokens; lm-eval's ifeval uses 1280.")
 
 
 class IFEvalTask(NoLabelSpace):
@@ -52,6 +65,7 @@ class IFEvalTask(NoLabelSpace):
 
     benchmark = "ifeval"
     version = "1.0"
+    lm_eval = LM_EVAL_IFEVAL
     num_fewshot = 0
     stop: tuple[str, ...] = ()
     metrics = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Literal, Sequence
 
+from capdrift_fast.conversation import prompt_messages, prompt_text
 from capdrift_fast.errors import EngineError
 
 
@@ -15,19 +16,22 @@ def resolve_prompt_format(tokenizer: Any, prompt_format: Literal["auto", "raw", 
 
 
 def encode_prompts(tokenizer: Any, prompts: Sequence[str], prompt_format: Literal["raw", "chat"]) -> list[list[int]]:
-    """Token ids of each prompt: the tokenizer's own special tokens for ``raw``; one user turn with
-    the generation prompt appended for ``chat``. Shape: ``len(prompts)`` lists of ints."""
+    """Token ids of each prompt: its text with the tokenizer's own special tokens for ``raw``; its chat
+    messages (one user turn, or a few-shot conversation's turns: :mod:`capdrift_fast.conversation`) rendered
+    with the tokenizer's chat template and the generation prompt appended for ``chat`` (as lm-eval's
+    ``apply_chat_template(..., tokenize=False, add_generation_prompt=True)``). Shape: ``len(prompts)``
+    lists of ints."""
     if prompt_format == "chat":
         # Render the template to text, then tokenize it without adding special tokens (the template
         # writes its own BOS): what transformers' ``apply_chat_template(tokenize=True)`` does inside, but
         # independent of its return type (a dict-like ``BatchEncoding`` in transformers 5.x, whose
         # ``list()`` is its key names).
         texts = [
-            tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+            tokenizer.apply_chat_template(prompt_messages(p), add_generation_prompt=True, tokenize=False)
             for p in prompts
         ]
         return [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-    return [list(ids) for ids in tokenizer(list(prompts), add_special_tokens=True)["input_ids"]]
+    return [list(ids) for ids in tokenizer([prompt_text(p) for p in prompts], add_special_tokens=True)["input_ids"]]
 
 
 def load_prompt_encoder(model: Any, purpose: str) -> Callable[[list[str]], list[list[int]]]:

@@ -192,6 +192,21 @@ class VLLMEngine:
         """Prompt token ids as this engine sends them (see :func:`encode_prompts`)."""
         return encode_prompts(self.tokenizer, prompts, self.prompt_format)
 
+    def stop_strings(self, task_stop: tuple[str, ...] | list[str], sampling: SamplingConfig) -> list[str]:
+        """A task's stop strings plus the tokenizer's EOS string (``decode(eos_token_id)``, else ``eos_token``),
+        as lm-eval's vLLM backend sends them (``lm_eval/models/vllm_causallms.py`` ``generate_until`` and
+        ``models/utils.py`` ``handle_stop_sequences``); without the EOS string under ``ignore_eos``."""
+        until = list(task_stop)
+        if not sampling.ignore_eos:
+            if "_eos_text" not in self.__dict__:
+                eos_id = getattr(self.tokenizer, "eos_token_id", None)
+                eos = self.tokenizer.decode(eos_id) if eos_id is not None else ""
+                self._eos_text = eos or getattr(self.tokenizer, "eos_token", None) or ""
+            eos = self._eos_text
+            if eos and eos not in until:
+                until.append(eos)
+        return until
+
     def generate(
         self,
         requests: pl.DataFrame,
@@ -267,8 +282,10 @@ class VLLMEngine:
                 for row, ids in zip(batch, self.encode([r["prompt"] for r in batch])):
                     params = SamplingParams(
                         temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed,
-                        max_tokens=row["max_tokens"], stop=list(stop.get(row["task"], ())) or None,
-                        ignore_eos=sampling.ignore_eos,
+                        max_tokens=row["max_tokens"], stop=self.stop_strings(stop.get(row["task"], ()), sampling) or None,
+                        ignore_eos=sampling.ignore_eos, skip_special_tokens=sampling.skip_special_tokens,
+                        # lm-eval's vLLM backend decodes with both false (``modify_gen_kwargs``)
+                        spaces_between_special_tokens=sampling.skip_special_tokens,
                         # sampled runs: the sampled token's log-probability, for the parity guard
                         logprobs=0 if sampling.temperature > 0 else None,
                     )

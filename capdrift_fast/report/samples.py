@@ -24,6 +24,7 @@ import polars as pl
 from capdrift_fast.analysis.drift import long_scores
 from capdrift_fast.benchmarks.base import reference_texts
 from capdrift_fast.config import BASE_NAME
+from capdrift_fast.conversation import prompt_text
 from capdrift_fast.report.runs import RunData
 
 DEFAULT_MAX_ITEMS = 60
@@ -94,7 +95,7 @@ def browser_data(run: RunData, generations: pl.DataFrame | None, max_items: int 
             models.setdefault(r["adapter"], {}).setdefault(t, {})[r["sample_id"]] = [
                 r["response"], r["finish_reason"], r["output_tokens"], [r[m] for m in names]]
             if r["sample_id"] not in items.setdefault(t, {}):
-                items[t][r["sample_id"]] = [r["prompt"], ""]
+                items[t][r["sample_id"]] = [prompt_text(r["prompt"]), ""]
     for t, frame in run.samples.items():
         if t not in items or not items[t]:
             continue

@@ -80,8 +80,25 @@ def test_golden_cases(task, response, target, strict, flexible):
     assert (got["numeric_match_strict"][0], got["numeric_match_flexible"][0]) == (strict, flexible)
 
 
-def test_fewshot_prompts_and_limit(data_dir):
-    t = GSM8KTask("gsm8k", data_dir / "gsm8k" / "test.jsonl", limit=3, num_fewshot=2)
+def test_fewshot_prompts_and_limit(data_dir, tmp_path):
+    """Items start at line 0 of the test file; examples come from the few-shot file, lm-eval's way."""
+    test = data_dir / "gsm8k" / "test.jsonl"
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(test.read_text(encoding="utf-8").splitlines(keepends=True)[100:110]), encoding="utf-8")
+    t = GSM8KTask("gsm8k", test, limit=3, num_fewshot=2, fewshot_path=train, fewshot_as_multiturn=False)
     s = t.samples()
-    assert s.height == 3 and s["sample_id"].to_list() == ["2", "3", "4"]
+    assert s.height == 3 and s["sample_id"].to_list() == ["0", "1", "2"]
     assert s["prompt"][0].count("Question:") == 3 and s["prompt"][0].endswith("\nAnswer:")
+    # the generator advances over items: the first item's examples are not the second's
+    assert s["prompt"][0].split("Question:")[1] != s["prompt"][1].split("Question:")[1]
+    longer = GSM8KTask("gsm8k", test, limit=5, num_fewshot=2, fewshot_path=train, fewshot_as_multiturn=False).samples()
+    assert longer["prompt"].head(3).to_list() == s["prompt"].to_list()  # limit keeps the first items' examples
+
+
+def test_fewshot_needs_a_source(data_dir):
+    from capdrift_fast.benchmarks.gsm8k import GSM8KTaskConfig
+
+    with pytest.raises(ValueError, match="fewshot_data"):
+        GSM8KTaskConfig(benchmark="gsm8k", num_fewshot=2)
+    assert GSM8KTaskConfig(benchmark="gsm8k", fewshot_data="x.jsonl").shots() == 5
+    assert GSM8KTaskConfig(benchmark="gsm8k").shots() == 0

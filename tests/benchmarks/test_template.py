@@ -53,17 +53,21 @@ def test_superni_template_equals_builtin(data_dir: Path):
     assert [m.binary for m in tpl.metrics] == [m.binary for m in builtin.metrics]
 
 
-def test_gsm8k_template_equals_builtin(data_dir: Path):
+def test_gsm8k_template_equals_builtin(data_dir: Path, tmp_path: Path):
     builtin = build_task(GSM8KTaskConfig(benchmark="gsm8k", limit=24), data_dir)
     tpl = build_task(_template("gsm8k_template.yaml", limit=24), data_dir)
     a, b = builtin.samples(), tpl.samples()
     assert_frame_equal(a.select("sample_id", "prompt"), b.select("sample_id", "prompt"))
     gens = _responses("gsm8k")
     assert_frame_equal(_score(builtin, a, gens), _score(tpl, b, gens))
-    # the builtin's few-shot (the file's head) is the template's first_n sampler
-    shots = build_task(GSM8KTaskConfig(benchmark="gsm8k", limit=3, num_fewshot=2), data_dir).samples()
-    tshots = build_task(_template("gsm8k_template.yaml", limit=3, num_fewshot=2, fewshot={"sampler": "first_n"}),
-                        data_dir).samples()
+    # the builtin's first_n few-shot from a train file is the template's first_n sampler over that file
+    train = tmp_path / "train.jsonl"
+    lines = (data_dir / "gsm8k" / "test.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    train.write_text("".join(lines[200:205]), encoding="utf-8")
+    shots = build_task(GSM8KTaskConfig(benchmark="gsm8k", limit=3, num_fewshot=2, fewshot_data=str(train),
+                                       fewshot_sampler="first_n", fewshot_as_multiturn=False), data_dir).samples()
+    tshots = build_task(_template("gsm8k_template.yaml", limit=3, num_fewshot=2,
+                                  fewshot={"sampler": "first_n", "data": str(train)}), data_dir).samples()
     assert_frame_equal(shots.select("sample_id", "prompt"), tshots.select("sample_id", "prompt"))
 
 
