@@ -15,23 +15,40 @@ def resolve_prompt_format(tokenizer: Any, prompt_format: Literal["auto", "raw", 
     return prompt_format
 
 
+def render_chat(tokenizer: Any, prompts: Sequence[str]) -> list[str]:
+    """The text the ``chat`` format sends for each prompt: its chat messages (one user turn, or a few-shot
+    conversation's turns: :mod:`capdrift_fast.conversation`) rendered with the tokenizer's chat template and
+    the generation prompt appended, as lm-eval's ``apply_chat_template(history, tokenize=False,
+    add_generation_prompt=True)`` renders them."""
+    return [tokenizer.apply_chat_template(prompt_messages(p), add_generation_prompt=True, tokenize=False)
+            for p in prompts]
+
+
 def encode_prompts(tokenizer: Any, prompts: Sequence[str], prompt_format: Literal["raw", "chat"]) -> list[list[int]]:
-    """Token ids of each prompt: its text with the tokenizer's own special tokens for ``raw``; its chat
-    messages (one user turn, or a few-shot conversation's turns: :mod:`capdrift_fast.conversation`) rendered
-    with the tokenizer's chat template and the generation prompt appended for ``chat`` (as lm-eval's
-    ``apply_chat_template(..., tokenize=False, add_generation_prompt=True)``). Shape: ``len(prompts)``
-    lists of ints."""
+    """Token ids of each prompt: its text (:func:`~capdrift_fast.conversation.prompt_text`) with the tokenizer's
+    own special tokens for ``raw``; :func:`render_chat`'s text tokenized without adding special tokens for
+    ``chat``. Shape: ``len(prompts)`` lists of ints."""
     if prompt_format == "chat":
         # Render the template to text, then tokenize it without adding special tokens (the template
         # writes its own BOS): what transformers' ``apply_chat_template(tokenize=True)`` does inside, but
         # independent of its return type (a dict-like ``BatchEncoding`` in transformers 5.x, whose
         # ``list()`` is its key names).
-        texts = [
-            tokenizer.apply_chat_template(prompt_messages(p), add_generation_prompt=True, tokenize=False)
-            for p in prompts
-        ]
+        texts = render_chat(tokenizer, prompts)
         return [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     return [list(ids) for ids in tokenizer([prompt_text(p) for p in prompts], add_special_tokens=True)["input_ids"]]
+
+
+def stop_strings(tokenizer: Any, task_stop: Sequence[str], ignore_eos: bool = False) -> list[str]:
+    """A task's stop strings plus the tokenizer's EOS string (``decode(eos_token_id)``, else ``eos_token``)
+    unless ``ignore_eos``, as lm-eval's vLLM backend sends them (``lm_eval/models/vllm_causallms.py``
+    ``generate_until``, ``lm_eval/models/utils.py`` ``handle_stop_sequences``)."""
+    until = list(task_stop)
+    if not ignore_eos:
+        eos_id = getattr(tokenizer, "eos_token_id", None)
+        eos = (tokenizer.decode(eos_id) if eos_id is not None else "") or getattr(tokenizer, "eos_token", None) or ""
+        if eos and eos not in until:
+            until.append(eos)
+    return until
 
 
 def load_prompt_encoder(model: Any, purpose: str) -> Callable[[list[str]], list[list[int]]]:

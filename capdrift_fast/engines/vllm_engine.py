@@ -31,7 +31,7 @@ from typing import Any
 import polars as pl
 
 from capdrift_fast.config import BASE_NAME, AdapterConfig, EngineConfig, ModelConfig, SamplingConfig
-from capdrift_fast.engines.prompts import encode_prompts, resolve_prompt_format
+from capdrift_fast.engines.prompts import encode_prompts, resolve_prompt_format, stop_strings
 from capdrift_fast.errors import EngineError
 from capdrift_fast.engines.order import order_requests
 
@@ -192,21 +192,6 @@ class VLLMEngine:
         """Prompt token ids as this engine sends them (see :func:`encode_prompts`)."""
         return encode_prompts(self.tokenizer, prompts, self.prompt_format)
 
-    def stop_strings(self, task_stop: tuple[str, ...] | list[str], sampling: SamplingConfig) -> list[str]:
-        """A task's stop strings plus the tokenizer's EOS string (``decode(eos_token_id)``, else ``eos_token``),
-        as lm-eval's vLLM backend sends them (``lm_eval/models/vllm_causallms.py`` ``generate_until`` and
-        ``models/utils.py`` ``handle_stop_sequences``); without the EOS string under ``ignore_eos``."""
-        until = list(task_stop)
-        if not sampling.ignore_eos:
-            if "_eos_text" not in self.__dict__:
-                eos_id = getattr(self.tokenizer, "eos_token_id", None)
-                eos = self.tokenizer.decode(eos_id) if eos_id is not None else ""
-                self._eos_text = eos or getattr(self.tokenizer, "eos_token", None) or ""
-            eos = self._eos_text
-            if eos and eos not in until:
-                until.append(eos)
-        return until
-
     def generate(
         self,
         requests: pl.DataFrame,
@@ -268,6 +253,13 @@ class VLLMEngine:
         from vllm import SamplingParams
 
         engine = self.llm.llm_engine
+        by_task: dict[str, list[str]] = {}
+
+        def stops(task: str) -> list[str]:  # the task's stop strings + the EOS string, as lm-eval sends them
+            if task not in by_task:
+                by_task[task] = stop_strings(self.tokenizer, stop.get(task, ()), sampling.ignore_eos)
+            return by_task[task]
+
         window = self.settings.max_inflight or 4 * self.settings.max_num_seqs
         pending: dict[str, dict[str, Any]] = {}
         finished = 0
@@ -282,7 +274,7 @@ class VLLMEngine:
                 for row, ids in zip(batch, self.encode([r["prompt"] for r in batch])):
                     params = SamplingParams(
                         temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed,
-                        max_tokens=row["max_tokens"], stop=self.stop_strings(stop.get(row["task"], ()), sampling) or None,
+                        max_tokens=row["max_tokens"], stop=stops(row["task"]) or None,
                         ignore_eos=sampling.ignore_eos, skip_special_tokens=sampling.skip_special_tokens,
                         # lm-eval's vLLM backend decodes with both false (``modify_gen_kwargs``)
                         spaces_between_special_tokens=sampling.skip_special_tokens,
