@@ -211,6 +211,18 @@ class GSM8KTask(NoLabelSpace):
             pl.col("numeric_match_flexible").cast(pl.Float64),
         )
 
+    def lm_eval_samples(self, generations: pl.DataFrame) -> pl.DataFrame:
+        """Per-sample rows of lm-eval's ``samples_gsm8k_*.jsonl``: one per response and filter (``strict-match``,
+        then ``flexible-extract``), columns ``request_id``, ``target`` (the gold solution), ``filter``,
+        ``filtered_resp`` (the extracted answer or ``[invalid]``) and ``metrics`` (JSON ``{"exact_match": 0/1.0}``)."""
+        scored = score_numeric(generations.select("request_id", "response", "target"))
+        parts = [scored.select("request_id", "target", filter=pl.lit(name), filtered_resp=pl.col(f"extracted_{kind}"),
+                               metrics=pl.concat_str(pl.lit('{"exact_match": '),
+                                                     pl.col(f"numeric_match_{kind}").cast(pl.Float64).cast(pl.Utf8),
+                                                     pl.lit("}")))
+                 for name, kind in (("strict-match", "strict"), ("flexible-extract", "flexible"))]
+        return pl.concat(parts)
+
 
 @register_benchmark("gsm8k")
 class GSM8K(Benchmark):

@@ -168,6 +168,19 @@ class IFEvalTask(NoLabelSpace):
             for ids, kws in zip(samples["instruction_id_list"].to_list(), samples["kwargs"].to_list())
         ], dtype=pl.Utf8)
 
+    def lm_eval_samples(self, generations: pl.DataFrame) -> pl.DataFrame:
+        """Per-sample rows of lm-eval's ``samples_ifeval_*.jsonl`` (filter ``none``, target ``"0"`` as its
+        ``doc_to_target: 0``): ``request_id``, ``target``, ``filter``, ``filtered_resp`` (the response) and
+        ``metrics`` (JSON: lm-eval's ``process_results`` — prompt-level booleans, instruction-level lists)."""
+        scored = score_ifeval(generations.select("request_id", "response", "instruction_id_list", "kwargs"))
+        metrics = [json.dumps({"prompt_level_strict_acc": ps, "inst_level_strict_acc": list(is_),
+                               "prompt_level_loose_acc": pl_, "inst_level_loose_acc": list(il)})
+                   for ps, is_, pl_, il in scored.select("prompt_level_strict", "inst_level_strict", "prompt_level_loose",
+                                                        "inst_level_loose").iter_rows()]
+        return scored.select("request_id", target=pl.lit("0"), filter=pl.lit("none"),
+                             filtered_resp=pl.col("response").fill_null("")).with_columns(
+            metrics=pl.Series(metrics, dtype=pl.Utf8))
+
 
 @register_benchmark("ifeval")
 class IFEval(Benchmark):

@@ -13,6 +13,9 @@ from typing import Any
 
 from capdrift_fast.config import SamplingConfig
 
+LM_EVAL_VERSION = "0.4.13"
+"""The lm-evaluation-harness release whose task definitions, prompts and results files we follow."""
+
 
 def lm_eval_deviations(task: Any, max_tokens: int, sampling: SamplingConfig, n_original: int | None = None,
                        n_effective: int | None = None) -> list[str] | None:
