@@ -159,7 +159,8 @@ class _Plan:
         fewshot_path = getattr(task, "fewshot_path", None)
         if shots and fewshot_path is not None:
             files.setdefault(d.fewshot_split if d and d.fewshot_split else "train", str(fewshot_path))
-        metadata: dict[str, Any] = {"version": d.version if d else task.version}
+        metadata: dict[str, Any] = {"version": d.version if d else task.version,
+                                    "config_source": f"{type(task).__module__}.{type(task).__name__}"}
         if d is not None and info["deviations"]:
             metadata.update(capdrift_deviates_from=d.task, capdrift_deviations=info["deviations"])
         if shots and multiturn is not None:

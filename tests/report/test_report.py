@@ -106,25 +106,27 @@ def test_lm_eval_export_has_lm_eval_shape(demo_run):
     scores = pl.read_parquet(d / "scores.parquet")
     files = sorted((d / "lm_eval").glob("*/results_*.json"))
     assert {f.parent.name for f in files} == set(matrix["adapter"])
+    gsm8k, ifeval = "gsm8k_capdrift_0shot", "ifeval_capdrift_0shot"  # the demo's 6 items, 64 tokens: not lm-eval's tasks
     for f in files:
         res = json.loads(f.read_text())
         for key in ("results", "group_subtasks", "configs", "versions", "n-shot", "higher_is_better", "n-samples",
-                    "config", "date", "model_name", "model_name_sanitized", "model_source"):
+                    "config", "date", "model_name", "model_name_sanitized", "model_source", "lm_eval_version"):
             assert key in res, key
         model = f.parent.name
         cell = matrix.filter((pl.col("adapter") == model) & (pl.col("task") == "gsm8k")
                              & (pl.col("metric") == "numeric_match_strict")).row(0, named=True)
-        gsm = res["results"]["gsm8k"]
+        gsm = res["results"][gsm8k]
         assert gsm["exact_match,strict-match"] == pytest.approx(cell["score"])
         vals = scores.filter((pl.col("adapter") == model) & (pl.col("task") == "gsm8k"))["numeric_match_strict"].to_numpy()
         assert gsm["exact_match_stderr,strict-match"] == pytest.approx(vals.std(ddof=1) / np.sqrt(len(vals)))
-        assert res["results"]["ifeval"]["inst_level_strict_acc_stderr,none"] == "N/A"
-        assert "prompt_level_strict_acc,none" in res["results"]["ifeval"]
-        assert res["n-samples"]["gsm8k"]["effective"] == cell["n"]
-        assert res["config"]["model"] == "vllm" and res["higher_is_better"]["gsm8k"]["exact_match"] is True
+        assert res["results"][ifeval]["inst_level_strict_acc_stderr,none"] == "N/A"
+        assert "prompt_level_strict_acc,none" in res["results"][ifeval]
+        assert res["n-samples"][gsm8k]["effective"] == cell["n"] and res["versions"][gsm8k] == 3.0
+        assert res["config"]["model"] == "vllm" and res["higher_is_better"][gsm8k]["exact_match"] is True
+        assert (f.parent / f"samples_{gsm8k}_{f.stem.split('_', 1)[1]}.jsonl").is_file()
         if model != BASE_NAME:
-            assert "lora_local_path=" in res["config"]["model_args"]
-            extra = res["capdrift"]["deltas_vs_base"]["gsm8k"]["exact_match,strict-match"]
+            assert "lora_local_path" in res["config"]["model_args"]
+            extra = res["capdrift"]["deltas_vs_base"][gsm8k]["exact_match,strict-match"]
             assert extra["delta_vs_base"] == pytest.approx(cell["delta"])
 
 
