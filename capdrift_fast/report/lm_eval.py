@@ -189,6 +189,22 @@ class _Plan:
         return {"until": list(task.stop), "do_sample": t > 0, "temperature": float(t), "max_gen_toks": max_tokens}
 
 
+def comparability(run: RunData) -> list[dict[str, Any]]:
+    """Per task of ``run`` (report rows): ``task``, ``exported_as`` (its name in the lm-eval export),
+    ``deviations`` (why it is not lm-eval's task; ``None`` when lm-eval has no such task) and ``truncated``
+    (model -> share of responses that stopped at max_tokens, ``finish_reason == "length"``)."""
+    plan = _Plan(run)
+    scores = run.scores if run.scores is not None else pl.read_parquet(run.run_dir / "scores.parquet")
+    share: dict[str, dict[str, float]] = {}
+    if "finish_reason" in scores.columns:
+        agg = scores.group_by("task", "adapter", maintain_order=True).agg(
+            (pl.col("finish_reason") == "length").mean().alias("share"))
+        for t, a, v in agg.iter_rows():
+            share.setdefault(t, {})[a] = float(v)
+    return [{"task": t, "exported_as": plan.names[t], "deviations": plan.info[t]["deviations"],
+             "truncated": share.get(t, {})} for t in plan.names]
+
+
 def lm_eval_results(run: RunData, model: str, scores: pl.DataFrame, plan: _Plan | None = None,
                     tokenizer: _Tokenizer | None = None) -> dict[str, Any]:
     """The lm-eval-shaped results dict of one model (``base`` or an adapter name) of ``run``: the keys and
@@ -421,5 +437,5 @@ def export_lm_eval(run: RunData, out: str | Path) -> list[Path]:
     return paths
 
 
-__all__ = ["export_lm_eval", "lm_eval_results", "lm_eval_key", "lm_eval_sample_lines", "hash_string",
+__all__ = ["comparability", "export_lm_eval", "lm_eval_results", "lm_eval_key", "lm_eval_sample_lines", "hash_string",
            "sanitize_model_name"]

@@ -18,6 +18,7 @@ import polars as pl
 
 from capdrift_fast.config import BASE_NAME
 from capdrift_fast.report.combine import Combined
+from capdrift_fast.report.lm_eval import comparability
 from capdrift_fast.report.runs import RunData
 from capdrift_fast.report.samples import cell_key
 
@@ -368,6 +369,14 @@ def _parity(run: RunData) -> dict[str, Any]:
     return {"verdict": verdict, "level": level, "suspects": suspects}
 
 
+def _comparability_row(c: dict[str, Any]) -> dict[str, str]:
+    """One task's line of the "Comparing with lm-evaluation-harness" table, as strings."""
+    dev = c["deviations"]
+    why = "no lm-eval counterpart" if dev is None else ("lm-eval's task definition" if not dev else "; ".join(dev))
+    cut = ", ".join(f"{m} {v:.0%}" for m, v in c["truncated"].items())
+    return {"task": c["task"], "exported_as": c["exported_as"], "why": why, "truncated": cut or "–"}
+
+
 def report_context(runs: list[RunData], combined: Combined | None, heatmap: Path, lm_eval_paths: list[Path],
                    out: Path, details: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything the templates show, as plain strings/lists (see ``templates/report.*.j2``)."""
@@ -384,6 +393,7 @@ def report_context(runs: list[RunData], combined: Combined | None, heatmap: Path
                     for r in runs],
         "notes": [n for r in runs for n in r.notes],
         "lm_eval": [str(p.relative_to(out)) if p.is_relative_to(out) else str(p) for p in lm_eval_paths],
+        "comparability": [{"label": r.label, "rows": [_comparability_row(c) for c in comparability(r)]} for r in runs],
     }
     details = details or {}
     ctx["parity"] = [dict(_parity(r), label=r.label) for r in runs]

@@ -194,3 +194,19 @@ def test_only_lm_evals_definition_carries_its_name(data_dir: Path, tmp_path: Pat
         assert bool(why) == (want not in ("gsm8k", "ifeval"))
     task = build_task(IFEvalTaskConfig(benchmark="ifeval", limit=5), data_dir)
     assert lm_eval_deviations(task, 1280, sampling, 541, 5) == ["5 of 541 items (limit; lm-eval's score is over all of them)"]
+
+
+def test_report_says_how_each_task_compares_and_what_was_truncated(tmp_path: Path, data_dir: Path):
+    import polars as pl
+
+    from capdrift_fast.report import write_report
+
+    run = _portable_copy(tmp_path, data_dir)
+    files = write_report([run])
+    scores = pl.read_parquet(run / "scores.parquet")
+    share = scores.filter((pl.col("adapter") == "base") & (pl.col("task") == "gsm8k"))["finish_reason"].eq("length").mean()
+    md, html = files.markdown.read_text(), files.html.read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| gsm8k | `gsm8k_capdrift_0shot` |"))
+    assert "max_tokens 64 (lm-eval: 256)" in row and f"base {share:.0%}" in row
+    assert "| superni_task363 | `superni_task363` | no lm-eval counterpart |" in md
+    assert "Comparing with lm-evaluation-harness" in html and "<code>ifeval_capdrift_0shot</code>" in html
