@@ -52,3 +52,22 @@ def test_raw_prompts_get_the_tokenizers_own_bos(chat_tokenizer):
     (ids,) = encode_prompts(chat_tokenizer, ["Hello there"], "raw")
     assert ids[0] == chat_tokenizer.bos_token_id
     assert chat_tokenizer.decode(ids[1:]) == "Hello there"
+
+
+def test_conversation_prompts_are_turns_in_chat_and_text_in_raw(chat_tokenizer):
+    """A few-shot conversation (:mod:`capdrift_fast.conversation`): each example its own user/assistant turn
+    for ``chat``; its plain text, as the task wrote it, for ``raw``."""
+    from capdrift_fast.conversation import conversation_prompt, prompt_messages, prompt_text
+
+    turns = [{"role": "user", "content": "Question: 1+1?\nAnswer:"}, {"role": "assistant", "content": "#### 2"},
+             {"role": "user", "content": "Question: 2+2?\nAnswer:"}]
+    text = "Question: 1+1?\nAnswer: #### 2\n\nQuestion: 2+2?\nAnswer:"
+    prompt = conversation_prompt(text, turns)
+    assert prompt_text(prompt) == text and prompt_messages(prompt) == turns
+    assert prompt_text("plain") == "plain" and prompt_messages("plain") == [{"role": "user", "content": "plain"}]
+    (chat,) = encode_prompts(chat_tokenizer, [prompt], "chat")
+    want = chat_tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+    assert chat == list(want)
+    assert chat_tokenizer.decode(chat).count("<|assistant|>") == 2  # the example's answer turn + the generation prompt
+    (raw,) = encode_prompts(chat_tokenizer, [prompt], "raw")
+    assert raw == encode_prompts(chat_tokenizer, [text], "raw")[0]
