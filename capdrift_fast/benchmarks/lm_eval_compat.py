@@ -9,9 +9,10 @@ decoding, lm-eval's decoding of special tokens, and every item of the file (no `
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from capdrift_fast.config import SamplingConfig
+from capdrift_fast.config import RunConfig, SamplingConfig, task_name
 
 LM_EVAL_VERSION = "0.4.13"
 """The lm-evaluation-harness release whose task definitions, prompts and results files we follow."""
@@ -71,3 +72,31 @@ def lm_eval_task_name(task: Any, deviations: list[str] | None) -> str:
     if not deviations:
         return d.task
     return f"{d.task}_capdrift_{int(task.num_fewshot)}shot"
+
+
+def data_items(task: Any, effective: int) -> int:
+    """Items in the task's data file (lm-eval's ``n-samples.original``): the non-empty lines of a ``.jsonl``
+    data file, else ``effective`` (the items evaluated)."""
+    path = getattr(task, "path", None)
+    if path is None or Path(path).suffix != ".jsonl" or not Path(path).is_file():
+        return effective
+    with Path(path).open(encoding="utf-8", errors="replace") as fh:
+        return max(effective, sum(1 for line in fh if line.strip()))
+
+
+def run_comparability(cfg: RunConfig, tasks: dict[str, Any], n_items: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """Per task of a run (for ``manifest.json``): ``lm_eval_task`` (lm-eval's counterpart or None),
+    ``exported_as`` (:func:`lm_eval_task_name`) and ``deviations`` (:func:`lm_eval_deviations`).
+    ``n_items``: task name -> items evaluated."""
+    tcfgs = {task_name(t): t for t in cfg.tasks}
+    out = {}
+    for name, task in tasks.items():
+        n = n_items.get(name, 0)
+        tcfg = tcfgs.get(name)
+        max_tokens = cfg.task_max_tokens(tcfg) if tcfg else cfg.sampling.max_tokens
+        why = lm_eval_deviations(task, max_tokens, cfg.sampling, data_items(task, n) if getattr(task, "limit", None)
+                                 else n, n)
+        d = getattr(task, "lm_eval", None)
+        out[name] = {"lm_eval_task": d.task if d else None, "exported_as": lm_eval_task_name(task, why),
+                     "deviations": why}
+    return out

@@ -11,6 +11,7 @@ from typing import Any
 
 import polars as pl
 
+from capdrift_fast.benchmarks.lm_eval_compat import run_comparability
 from capdrift_fast.config import RunConfig
 from capdrift_fast.errors import RunFolderError
 from capdrift_fast.pipeline.plan import Plan
@@ -83,6 +84,8 @@ def start_manifest(folder: RunFolder, state: RunState, cfg: RunConfig, served: R
         "model": cfg.model.model_dump(),
         "engine": served.engine.model_dump(),
         "sampling": cfg.sampling.model_dump(),
+        # per task: lm-eval's counterpart, the name in the lm-eval export, how the run differs from its definition
+        "lm_eval": run_comparability(cfg, plan.tasks, {t: s.height for t, s in plan.samples.items()}),
         "files": {**old.get("files", {}), **hashes,
                   "adapters": {**old.get("files", {}).get("adapters", {}), **hashes["adapters"]}},
         "versions": package_versions(),

@@ -36,7 +36,7 @@ from typing import Any
 import polars as pl
 
 from capdrift_fast.benchmarks.base import MetricSpec
-from capdrift_fast.benchmarks.lm_eval_compat import LM_EVAL_VERSION, lm_eval_deviations, lm_eval_task_name
+from capdrift_fast.benchmarks.lm_eval_compat import LM_EVAL_VERSION, data_items, lm_eval_deviations, lm_eval_task_name
 from capdrift_fast.config import BASE_NAME, task_name
 from capdrift_fast.conversation import prompt_text
 from capdrift_fast.engines.prompts import render_chat, resolve_prompt_format
@@ -75,16 +75,6 @@ def _date_id(run: RunData) -> str:
     else:
         dt = datetime.fromtimestamp((run.run_dir / "scores.parquet").stat().st_mtime)
     return dt.isoformat().replace(":", "-")
-
-
-def _count_items(task: Any, effective: int) -> int:
-    """Items in the task's data file (lm-eval's ``n-samples.original``): usable JSON lines of a ``.jsonl``
-    file, else ``effective``."""
-    path = getattr(task, "path", None)
-    if path is None or Path(path).suffix != ".jsonl" or not Path(path).is_file():
-        return effective
-    with Path(path).open(encoding="utf-8", errors="replace") as fh:
-        return max(effective, sum(1 for line in fh if line.strip()))
 
 
 class _Tokenizer:
@@ -139,7 +129,7 @@ class _Plan:
             if rows.height == 0:
                 continue
             n = int(rows["n"].max())
-            n_original = _count_items(task, n) if getattr(task, "limit", None) else n
+            n_original = data_items(task, n) if getattr(task, "limit", None) else n
             tcfg = tcfgs.get(tname)
             max_tokens = cfg.task_max_tokens(tcfg) if tcfg else cfg.sampling.max_tokens
             deviations = lm_eval_deviations(task, max_tokens, cfg.sampling, n_original, n)

@@ -210,3 +210,18 @@ def test_report_says_how_each_task_compares_and_what_was_truncated(tmp_path: Pat
     assert "max_tokens 64 (lm-eval: 256)" in row and f"base {share:.0%}" in row
     assert "| superni_task363 | `superni_task363` | no lm-eval counterpart |" in md
     assert "Comparing with lm-evaluation-harness" in html and "<code>ifeval_capdrift_0shot</code>" in html
+
+
+def test_manifest_records_how_each_task_compares(tmp_path: Path, data_dir: Path):
+    """What ``manifest.json``'s ``lm_eval`` holds for a run (the runner writes it at the start)."""
+    from capdrift_fast.benchmarks.lm_eval_compat import run_comparability
+    from capdrift_fast.config import RunConfig
+    from capdrift_fast.pipeline.plan import build_plan
+
+    run = _portable_copy(tmp_path, data_dir)
+    cfg = RunConfig.model_validate_json((run / "config.json").read_text())
+    plan = build_plan(cfg)
+    comp = run_comparability(cfg, plan.tasks, {t: s.height for t, s in plan.samples.items()})
+    assert comp["gsm8k"]["lm_eval_task"] == "gsm8k" and comp["gsm8k"]["exported_as"] == "gsm8k_capdrift_0shot"
+    assert "max_tokens 64 (lm-eval: 256)" in comp["gsm8k"]["deviations"]
+    assert comp["superni_task828"] == {"lm_eval_task": None, "exported_as": "superni_task828", "deviations": None}
