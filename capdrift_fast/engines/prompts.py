@@ -25,17 +25,27 @@ def render_chat(tokenizer: Any, prompts: Sequence[str]) -> list[str]:
 
 
 def encode_prompts(tokenizer: Any, prompts: Sequence[str], prompt_format: Literal["raw", "chat"]) -> list[list[int]]:
-    """Token ids of each prompt: its text (:func:`~capdrift_fast.conversation.prompt_text`) with the tokenizer's
-    own special tokens for ``raw``; :func:`render_chat`'s text tokenized without adding special tokens for
-    ``chat``. Shape: ``len(prompts)`` lists of ints."""
-    if prompt_format == "chat":
-        # Render the template to text, then tokenize it without adding special tokens (the template
-        # writes its own BOS): what transformers' ``apply_chat_template(tokenize=True)`` does inside, but
-        # independent of its return type (a dict-like ``BatchEncoding`` in transformers 5.x, whose
-        # ``list()`` is its key names).
-        texts = render_chat(tokenizer, prompts)
-        return [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-    return [list(ids) for ids in tokenizer([prompt_text(p) for p in prompts], add_special_tokens=True)["input_ids"]]
+    """Token ids of each prompt: its text (:func:`~capdrift_fast.conversation.prompt_text`) for ``raw``,
+    :func:`render_chat`'s text for ``chat``, tokenized as lm-eval's vLLM backend does (``tok_encode``): without
+    adding special tokens when the text already starts with the BOS string (the string of ``bos_token_id``,
+    else of ``eos_token_id``: what most chat templates write), with the tokenizer's own special tokens
+    otherwise. Shape: ``len(prompts)`` lists of ints."""
+    # Chat: render the template to text, then tokenize it (what transformers' ``apply_chat_template(tokenize=True)``
+    # does inside, but independent of its return type: a dict-like ``BatchEncoding`` in transformers 5.x, whose
+    # ``list()`` is its key names).
+    texts = render_chat(tokenizer, prompts) if prompt_format == "chat" else [prompt_text(p) for p in prompts]
+    prefix_id = tokenizer.bos_token_id if getattr(tokenizer, "bos_token_id", None) is not None \
+        else getattr(tokenizer, "eos_token_id", None)
+    bos = tokenizer.decode(prefix_id) if prefix_id is not None else ""
+    has = [bool(bos) and t.startswith(bos) for t in texts]
+    out: list[list[int] | None] = [None] * len(texts)
+    for flag in (True, False):
+        idx = [i for i, h in enumerate(has) if h is flag]
+        if idx:
+            ids = tokenizer([texts[i] for i in idx], add_special_tokens=not flag)["input_ids"]
+            for i, row in zip(idx, ids):
+                out[i] = list(row)
+    return out  # type: ignore[return-value]
 
 
 def stop_strings(tokenizer: Any, task_stop: Sequence[str], ignore_eos: bool = False) -> list[str]:

@@ -71,3 +71,22 @@ def test_conversation_prompts_are_turns_in_chat_and_text_in_raw(chat_tokenizer):
     assert chat_tokenizer.decode(chat).count("<|assistant|>") == 2  # the example's answer turn + the generation prompt
     (raw,) = encode_prompts(chat_tokenizer, [prompt], "raw")
     assert raw == encode_prompts(chat_tokenizer, [text], "raw")[0]
+
+
+def test_bos_added_once_as_lm_eval_adds_it(chat_tokenizer):
+    """lm-eval's vLLM ``tok_encode``: no special tokens for a text that starts with the BOS string (its own
+    ``has_bos_prefix``), the tokenizer's otherwise — so a template that writes no BOS still gets one, once."""
+    import copy
+
+    from lm_eval.models.utils import has_bos_prefix
+
+    bos = chat_tokenizer.decode(chat_tokenizer.bos_token_id)
+    no_bos = copy.deepcopy(chat_tokenizer)
+    no_bos.chat_template = CHAT_TEMPLATE.replace("{{ bos_token }}", "")
+    for tok in (chat_tokenizer, no_bos):
+        text = tok.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True, tokenize=False)
+        (ids,) = encode_prompts(tok, ["Hi"], "chat")
+        want = tok(text, add_special_tokens=not has_bos_prefix(text, bos))["input_ids"]
+        assert ids == list(want) and ids.count(tok.bos_token_id) == 1 and ids[0] == tok.bos_token_id
+    (raw,) = encode_prompts(chat_tokenizer, [bos + "Hello"], "raw")  # a raw text that brings its own BOS
+    assert raw.count(chat_tokenizer.bos_token_id) == 1
