@@ -218,7 +218,8 @@ def lm_eval_results(run: RunData, model: str, scores: pl.DataFrame, plan: _Plan 
     truncated: dict[str, float] = {}
     configs, versions, nshot, hib, nsamples = {}, {}, {}, {}, {}
     multi = [getattr(t, "fewshot_as_multiturn", None) for t in run.tasks.values() if int(t.num_fewshot)]
-    multiturn = (all(m is not False for m in multi) if tokenizer.format == "chat" else False)
+    # lm-eval's CLI: --fewshot_as_multiturn defaults to on with --apply_chat_template, else stays unset (null)
+    multiturn = all(m is not False for m in multi) if tokenizer.format == "chat" else None
     for tname, task in run.tasks.items():
         if tname not in plan.names:
             continue
