@@ -225,3 +225,37 @@ def test_manifest_records_how_each_task_compares(tmp_path: Path, data_dir: Path)
     assert comp["gsm8k"]["lm_eval_task"] == "gsm8k" and comp["gsm8k"]["exported_as"] == "gsm8k_capdrift_0shot"
     assert "max_tokens 64 (lm-eval: 256)" in comp["gsm8k"]["deviations"]
     assert comp["superni_task828"] == {"lm_eval_task": None, "exported_as": "superni_task828", "deviations": None}
+
+
+def test_chat_run_exports_the_rendered_context_and_template(tmp_path: Path, data_dir: Path):
+    """A chat-format run: ``arg_0`` is the chat-rendered text lm-eval would send, with ``chat_template``,
+    its sha and ``fewshot_as_multiturn`` as lm-eval's tracker records them."""
+    from transformers import AutoTokenizer
+
+    from capdrift_fast.demo import build_tokenizer
+    from capdrift_fast.engines.prompts import render_chat
+    from capdrift_fast.report.lm_eval import export_lm_eval, hash_string
+    from capdrift_fast.report.runs import load_run
+
+    template = ("{{ bos_token }}{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    tok_dir = tmp_path / "tok"
+    build_tokenizer(data_dir, tok_dir)
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    tok.chat_template = template
+    tok.save_pretrained(tok_dir)
+    run = _portable_copy(tmp_path, data_dir)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["model"].update(tokenizer=str(tok_dir), prompt_format="chat")
+    (run / "config.json").write_text(json.dumps(cfg))
+    out = tmp_path / "lm"
+    (path, *_) = export_lm_eval(load_run(run), out)
+    res = json.loads(path.read_text())
+    assert res["chat_template"] == template and res["chat_template_sha"] == hash_string(template)
+    assert res["fewshot_as_multiturn"] is True and res["tokenizer_bos_token"] == [tok.bos_token, str(tok.bos_token_id)]
+    line = json.loads((path.parent / f"samples_gsm8k_capdrift_0shot_{path.stem.split('_', 1)[1]}.jsonl")
+                      .read_text().splitlines()[0])
+    question = line["doc"]["question"]
+    (want,) = render_chat(tok, [f"Question: {question}\nAnswer:"])
+    assert line["arguments"]["gen_args_0"]["arg_0"] == want and line["prompt_hash"] == hash_string(want)
+    assert want.startswith(tok.bos_token + "<|im_start|>user\nQuestion: ")
