@@ -20,7 +20,8 @@ teacher-forced log-probs (``tests/engines/test_lm_head_logprobs.py`` pins each p
      6.4 (embed_tokens) nats);
    - a step holding several requests with prompt log-probs: the step raises ``RuntimeError: einsum():
      subscript b has size <requests> ... does not broadcast with ... <prompt positions>`` -- base-only
-     batches too, so a batched log-likelihood pass on a LoRA engine cannot run at all;
+     batches too -- and afterwards the engine never finished another request (it hung), so a batched
+     log-likelihood pass on a LoRA engine cannot run at all;
    - when a request's prompt positions equal the number of requests in the step (short prompts), no
      error: row *i* gets the LoRA of request *i*, so base requests were scored with another request's
      ``lm_head`` LoRA (off by up to 0.59 nats) -- silently wrong.
