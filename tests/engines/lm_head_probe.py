@@ -7,9 +7,8 @@ module, ``lm_head`` included), ``adapters`` (name -> folder), ``batches`` (lists
 Output: ``{"results": [per batch: list of per-request prompt log-probs (positions 1..n-1), or
 "ERROR: <exception>"]}``.
 
-Built with :class:`capdrift_fast.engines.vllm_engine.VLLMEngine`'s settings (float32, grouped CPU LoRA
-ops, chunked prefill off); the engine is vLLM's ``LLM`` because ``VLLMEngine`` has no
-``lora_target_modules`` setting.
+The engine is :class:`capdrift_fast.engines.vllm_engine.VLLMEngine` (float32, grouped CPU LoRA ops,
+chunked prefill off; ``targets`` goes to ``engine.lora_target_modules``).
 """
 
 from __future__ import annotations
@@ -19,22 +18,21 @@ import sys
 
 
 def main(spec_path: str) -> None:
-    from capdrift_fast.engines.vllm_engine import _select_cpu_lora_ops, quiet_vllm_env
+    from capdrift_fast.config import AdapterConfig, EngineConfig, ModelConfig
+    from capdrift_fast.engines.vllm_engine import VLLMEngine
 
     spec = json.loads(open(spec_path, encoding="utf-8").read())
-    quiet_vllm_env()
-    from vllm import LLM, SamplingParams
+    engine = VLLMEngine(
+        ModelConfig(path=spec["model"], prompt_format="raw"),
+        EngineConfig(max_loras=4, max_lora_rank=16, max_num_seqs=16, dtype="float32", max_model_len=256,
+                     kv_cache_memory_gib=0.25, lora_target_modules=spec.get("targets")),
+        [AdapterConfig(name=name, path=path) for name, path in spec["adapters"].items()],
+    )
+    from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
-    from vllm.lora.request import LoRARequest
 
-    _select_cpu_lora_ops("grouped")
-    kwargs = dict(model=spec["model"], dtype="float32", enable_lora=True, max_loras=4, max_lora_rank=16,
-                  max_model_len=256, kv_cache_memory_bytes=2**28, max_num_seqs=16, enable_chunked_prefill=False,
-                  seed=0)
-    if spec.get("targets") is not None:
-        kwargs["lora_target_modules"] = spec["targets"]
-    llm = LLM(**kwargs)
-    lora = {name: LoRARequest(name, i + 1, path) for i, (name, path) in enumerate(spec["adapters"].items())}
+    llm = engine.llm
+    lora = {name: engine.lora_request(name) for name in spec["adapters"]}
     params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
     results: list = []
     for batch in spec["batches"]:
