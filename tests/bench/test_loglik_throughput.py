@@ -63,7 +63,8 @@ def test_continuation_logprob_sums_the_continuation_and_flags_gaps():
 
 
 def _engine_rec(requests: int, gen: float, boot: float, wall: float) -> dict:
-    return {"requests": requests, "prompt_tokens": requests * 100, "gen_s": gen, "boot_s": boot, "process_wall_s": wall}
+    return {"requests": requests, "prompt_tokens": requests * 100, "gen_s": gen, "gen_s_reps": [gen], "boot_s": boot,
+            "process_wall_s": wall}
 
 
 def test_per_adapter_measured_then_modelled_and_ratios():
@@ -77,6 +78,10 @@ def test_per_adapter_measured_then_modelled_and_ratios():
     assert big["wall_s"] == 12.0 + 8 * 15.0 and big["gen_s"] == 1.0 + 8 * 3.0 and big["requests"] == 90
     one = one_pass_cell(_engine_rec(90, 5.0, 4.0, 20.0))
     assert one["requests_per_s_wall"] == 4.5 and one["tokens_per_s_gen"] == 9000 / 5.0
+    # the one-pass process also ran a prefix-cache pass, a detokenize pass and a slower repetition: not in its wall
+    extra = {**_engine_rec(90, 5.0, 4.0, 20.0 + 2.0 + 3.0 + 6.0), "gen_s_reps": [5.0, 6.0],
+             "prefix_cache_read": {"gen_s": 2.0}, "detokenize_on": {"gen_s": 3.0}}
+    assert one_pass_cell(extra)["wall_s"] == pytest.approx(20.0)
     r = ratios(one, big)
     assert r["ratio_wall"] == pytest.approx(4.5 / (90 / 132.0))
     assert r["ratio_gen"] == pytest.approx(18.0 / (90 / 25.0))
