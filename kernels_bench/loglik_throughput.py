@@ -35,7 +35,7 @@ engine start + generation, summed over the engines of a mode), engine start seco
 
 Usage::
 
-    python -m kernels_bench.loglik_throughput [--adapters 1,8,32] [--samples 8] [--out kernels_bench/results/loglik_cpu.json]
+    python -m kernels_bench.loglik_throughput [--adapters 1,8,32] [--samples 8] [--out kernels_bench/results/loglik_throughput_cpu.json]
     python -m kernels_bench.loglik_throughput --quick     # N 1,2; 2 samples: a smoke run (~2 min)
 """
 
@@ -354,7 +354,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--shape", default="small")
     ap.add_argument("--assets", type=Path, default=Path.home() / ".cache" / "capdrift_fast" / "bench")
     ap.add_argument("--data-dir", type=Path, default=None)
-    ap.add_argument("--out", type=Path, default=Path("kernels_bench/results/loglik_cpu.json"))
+    ap.add_argument("--out", type=Path, default=Path("kernels_bench/results/loglik_throughput_cpu.json"))
     ap.add_argument("--quick", action="store_true", help="smoke: N 1,2; 2 samples; 1 adapter engine")
     ap.add_argument("--from-json", type=Path, default=None,
                     help="recompute the cells and the plot from a result's stored engine records; write --out")
