@@ -182,6 +182,13 @@ class EngineConfig(_Strict):
     )
     isolate_base: bool = True
     enable_chunked_prefill: bool | None = None
+    enable_prefix_caching: bool | None = Field(
+        default=None, description="vLLM's automatic prefix caching; None = vLLM's own default.")
+    loglik_prefix_cache: bool = Field(
+        default=False,
+        description="Let log-likelihood (multiple-choice) requests read vLLM's prefix cache, so the context a "
+        "sample's choices share is computed once (vLLM skips the cache for prompt_logprobs requests by default).",
+    )
     raise_max_lora_rank: bool = Field(
         default=False,
         description="When an adapter's rank exceeds max_lora_rank, raise max_lora_rank to the smallest "
