@@ -291,6 +291,10 @@ class ParityConfig(_Strict):
     mode: Literal["auto", "tokens", "logprob", "sampled"] = "auto"
     logprob_tolerance: float = Field(default=0.5, gt=0)
     sampled_tolerance: float | None = Field(default=None, gt=0)
+    loglik_tolerance: float | None = Field(
+        default=None, gt=0,
+        description="Nats a log-likelihood canary's per-choice log-probability may differ from transformers+peft's "
+        "(default 1e-3 when the engine runs in float32, else logprob_tolerance).")
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
