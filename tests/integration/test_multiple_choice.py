@@ -81,11 +81,16 @@ def test_matrix_treats_choice_accuracy_as_binary_with_random_baseline(mc_run):
     m = pl.read_parquet(result.run_dir / "matrix.parquet")
     assert set(m["metric"]) == {"acc", "acc_norm"}
     assert set(m["task"]) == {"superni_task828.mc", "superni_task363.mc", "copa_tpl_mc"}
+    adapters = m.filter(pl.col("adapter") != "base")
+    assert set(adapters["test"]) == {"mcnemar"}  # paired binary outcomes
+    assert (adapters["n_both"] + adapters["n_adapter_only"] + adapters["n_base_only"] + adapters["n_neither"]
+            == adapters["n"]).all()
+    assert set(m.filter(pl.col("drift_metric"))["metric"]) == {"acc"}
     drift = pl.read_parquet(result.run_dir / "drift.parquet")
     assert drift.height == 3
+    from capdrift_fast.pipeline.plan import build_plan
     from capdrift_fast.report.runs import random_baselines
 
-    from capdrift_fast.pipeline.plan import build_plan
     cfg = RunConfig.model_validate(json.loads((result.run_dir / "config.json").read_text()))
     plan = build_plan(cfg)
     base, _ = random_baselines(plan.tasks, plan.samples)
