@@ -149,3 +149,18 @@ def test_encode_pair_is_lm_evals_with_the_demo_tokenizer(demo_assets: Path):
         assert encode_pair(tok, ctx, cont) == (list(wctx), list(wcont)), (ctx, cont)
     tokens, ctxlen = fit(list(range(10)), [10, 11, 12], 8)  # lm-eval: keep the last max_len - 1 tokens
     assert tokens == [6, 7, 8, 9, 10, 11, 12] and ctxlen == 4
+
+
+def test_the_readme_yaml_task_builds_lm_eval_continuations(data_dir: Path, tmp_path: Path):
+    from capdrift_fast.pipeline.plan import build_plan
+
+    tasks = Path(__file__).resolve().parents[2] / "configs" / "tasks"
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"model": {"path": str(tmp_path)}, "data_dir": str(data_dir),
+                                    "tasks": [{"include": "copa_mc", "limit": 3}]}))
+    plan = build_plan(load_config(path, include_paths=[tasks]))
+    assert plan.requests["continuations"].to_list() == [[" cause", " effect"]] * 3
+    assert plan.requests["prompt"].str.ends_with("\nAnswer:").all()
+    first = json.loads((data_dir / "superni" / "task828_copa_commonsense_cause_effect.json").read_text())["Instances"][:3]
+    s = plan.samples["copa_mc"]
+    assert [["cause", "effect"][g[0]] for g in s["gold"].to_list()] == [i["output"][0] for i in first]
