@@ -185,9 +185,10 @@ class EngineConfig(_Strict):
     enable_prefix_caching: bool | None = Field(
         default=None, description="vLLM's automatic prefix caching; None = vLLM's own default.")
     loglik_prefix_cache: bool = Field(
-        default=False,
+        default=True,
         description="Let log-likelihood (multiple-choice) requests read vLLM's prefix cache, so the context a "
-        "sample's choices share is computed once (vLLM skips the cache for prompt_logprobs requests by default).",
+        "sample's choices share is computed once (vLLM skips the cache for prompt_logprobs requests by default; "
+        "measured on CPU: 3.3x the requests/s, identical log-likelihoods: kernels_bench/loglik_prefix_cache.py).",
     )
     raise_max_lora_rank: bool = Field(
         default=False,

@@ -161,6 +161,7 @@ class VLLMEngine:
         self.dtype = str(self.llm.llm_engine.model_config.dtype).removeprefix("torch.")
         self._loaded = 0
         self._lora: dict[str, Any] = {}
+        self.loglik_uncached_retries = 0  # log-likelihood choices sent again without the prefix cache
         self.reload_adapters()
 
     def reload_adapters(self) -> None:
@@ -313,6 +314,10 @@ class VLLMEngine:
                 if "_choices" in row:
                     if out.finished:
                         del pending[out.request_id]
+                        again = self._resend_uncached(engine, row, out)
+                        if again is not None:  # the prefix cache covered continuation tokens: once more, uncached
+                            pending[again] = row
+                            continue
                         done = self._gather_loglikelihood(row, out)
                         if done is not None:
                             finished += 1
@@ -348,13 +353,10 @@ class VLLMEngine:
         Raises:
             EngineError: vLLM rejected a request (names it).
         """
-        from vllm import SamplingParams
-
         conts = list(row.pop("continuations"))
         if not conts:
             raise EngineError(f"log-likelihood request {row['request_id']!r} has no choices")
-        params = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=1, detokenize=False,
-                                skip_reading_prefix_cache=not self.settings.loglik_prefix_cache)
+        params = self._loglik_params(cached=self.settings.loglik_prefix_cache)
         row["_choices"] = [None] * len(conts)
         row["_texts"] = conts
         ids = []
@@ -372,6 +374,45 @@ class VLLMEngine:
                 raise EngineError(f"vLLM rejected log-likelihood request {vid!r}: {exc}") from exc
             ids.append(vid)
         return ids
+
+    @staticmethod
+    def _loglik_params(cached: bool) -> Any:
+        """Greedy, one token, the prompt's log-probabilities (top 1 besides each prompt token: lm-eval's
+        ``prompt_logprobs=1``); ``cached``: read vLLM's prefix cache (vLLM's default for such requests: not)."""
+        from vllm import SamplingParams
+
+        return SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=1, detokenize=False,
+                              skip_reading_prefix_cache=not cached)
+
+    def _resend_uncached(self, engine: Any, row: dict[str, Any], out: Any) -> str | None:
+        """When vLLM served some continuation tokens of a finished choice from its prefix cache (a repeated
+        context + continuation: no log-probabilities for cached positions, nor for the first one after them),
+        hand the choice to ``engine`` again without reading the cache (counted in ``loglik_uncached_retries``);
+        return the new vLLM request id, else None (nothing to redo).
+
+        Raises:
+            EngineError: vLLM rejected the request.
+        """
+        _, tokens, ctxlen = row["_sent"][out.request_id]
+        if out.request_id.endswith("~"):
+            return None
+        # vllm 0.32 fills the positions it served from the cache with a placeholder ({0: 0.0}), so a cache hit
+        # past the context would read as log-probability 0 for token id 0 (else fail to parse)
+        if (getattr(out, "num_cached_tokens", 0) or 0) <= ctxlen:
+            try:
+                parse_prompt_logprobs(tokens, out.prompt_logprobs or [], ctxlen)
+                return None
+            except ValueError:
+                pass
+        vid = out.request_id + "~"
+        row["_sent"][vid] = row["_sent"].pop(out.request_id)
+        self.loglik_uncached_retries += 1
+        try:
+            engine.add_request(vid, {"prompt_token_ids": tokens}, self._loglik_params(cached=False),
+                               lora_request=self._lora.get(row["adapter"]))
+        except Exception as exc:
+            raise EngineError(f"vLLM rejected log-likelihood request {vid!r}: {exc}") from exc
+        return vid
 
     def _gather_loglikelihood(self, row: dict[str, Any], out: Any) -> dict[str, Any] | None:
         """Score one finished choice of ``row``; the record once every choice is in, else None.

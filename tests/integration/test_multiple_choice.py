@@ -177,3 +177,31 @@ def test_lm_eval_builds_the_same_requests_and_aggregates_our_logprobs_to_our_sco
             cell = scores.filter((pl.col("task") == name) & (pl.col("adapter") == adapter))
             for k in lm:
                 assert agg[k](lm[k]) == pytest.approx(cell[k].mean(), abs=1e-12), (name, adapter, k)
+
+
+def test_prefix_cache_serves_shared_contexts_and_repeated_pairs_exactly(engine, hf_reference):
+    """With ``engine.loglik_prefix_cache`` (default) a choice whose context + continuation were already computed
+    comes back from vLLM's cache without log-probabilities for the cached positions: the engine sends it again
+    uncached, so a repeat of the same requests gives the same log-likelihoods, equal to transformers+peft's."""
+    assert engine.settings.loglik_prefix_cache
+    block = engine.llm.llm_engine.vllm_config.cache_config.block_size
+    # a context shorter than a cache block, a continuation across the next block boundary: the repeat's cache
+    # hit (whole blocks) reaches into the continuation
+    prompt = "Input: " + " ".join(["the cat sat on the mat"] * (block // 8)) + " Output:"
+    conts = [" a long answer that runs across the boundary of a cache block " * 6, " no"]
+    adapters = ["base", engine.adapters[0].name]
+    frame = pl.DataFrame([{"request_id": f"{a}/rep/0", "adapter": a, "lora_id": i, "task": "rep", "sample_id": "0",
+                           "prompt": prompt, "max_tokens": 1, "continuations": conts} for i, a in enumerate(adapters)],
+                         schema_overrides={"lora_id": pl.Int32, "max_tokens": pl.Int32,
+                                           "continuations": pl.List(pl.Utf8)})
+    from capdrift_fast.config import SamplingConfig
+
+    first = {r["adapter"]: r for r in engine.generate(frame, SamplingConfig())}
+    before = engine.loglik_uncached_retries
+    again = {r["adapter"]: r for r in engine.generate(frame, SamplingConfig())}
+    assert engine.loglik_uncached_retries > before  # the repeat hit the cache inside the continuation
+    for a in adapters:
+        want = [r.logprob for r in hf_reference.loglikelihood(a, prompt, conts, engine.max_model_len)]
+        assert first[a]["choice_tokens"] == again[a]["choice_tokens"]
+        assert max(abs(x - y) for x, y in zip(again[a]["choice_logprobs"], want)) < 1e-3
+        assert max(abs(x - y) for x, y in zip(first[a]["choice_logprobs"], want)) < 1e-3
