@@ -187,6 +187,14 @@ class EngineConfig(_Strict):
     )
     isolate_base: bool = True
     enable_chunked_prefill: bool | None = None
+    enable_prefix_caching: bool | None = Field(
+        default=None, description="vLLM's automatic prefix caching; None = vLLM's own default.")
+    loglik_prefix_cache: bool = Field(
+        default=True,
+        description="Let log-likelihood (multiple-choice) requests read vLLM's prefix cache, so the context a "
+        "sample's choices share is computed once (vLLM skips the cache for prompt_logprobs requests by default; "
+        "measured on CPU: 3.3x the requests/s, identical log-likelihoods: kernels_bench/loglik_prefix_cache.py).",
+    )
     raise_max_lora_rank: bool = Field(
         default=False,
         description="When an adapter's rank exceeds max_lora_rank, raise max_lora_rank to the smallest "
@@ -300,6 +308,10 @@ class ParityConfig(_Strict):
     mode: Literal["auto", "tokens", "logprob", "sampled"] = "auto"
     logprob_tolerance: float = Field(default=0.5, gt=0)
     sampled_tolerance: float | None = Field(default=None, gt=0)
+    loglik_tolerance: float | None = Field(
+        default=None, gt=0,
+        description="Nats a log-likelihood canary's per-choice log-probability may differ from transformers+peft's "
+        "(default 1e-3 when the engine runs in float32, else logprob_tolerance).")
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 

@@ -1,4 +1,12 @@
-"""The Arrow schema of a generation record: one row per (base or adapter) x prompt request."""
+"""The Arrow schema of a generation record: one row per (base or adapter) x prompt request.
+
+A request is either a *generation* (``response`` is the generated text) or, for multiple-choice tasks, a
+*log-likelihood* request (lm-evaluation-harness's ``loglikelihood``, one per choice, gathered in one record
+per sample): then ``choice_logprobs[i]`` is the summed log-probability (nats) of choice ``i``'s continuation
+tokens given the context, ``choice_tokens[i]`` their number, ``choice_greedy[i]`` whether every one of them
+is the model's argmax (lm-eval's ``is_greedy``), ``response`` the highest-scoring choice's text and
+``finish_reason`` ``"loglikelihood"``. The choice columns are null for generations.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +31,18 @@ GENERATION_SCHEMA = pa.schema(
         # sampled runs (temperature > 0) only: vLLM's log-probability (nats, raw logits) of each output
         # token, which the parity guard compares with the reference's (null for greedy runs)
         pa.field("output_logprobs", pa.list_(pa.float32())),
+        # log-likelihood requests only (run-folder format 3): one entry per choice, in the task's choice order
+        pa.field("choice_logprobs", pa.list_(pa.float64())),  # summed continuation log-prob, nats
+        pa.field("choice_tokens", pa.list_(pa.int32())),  # continuation tokens scored
+        pa.field("choice_greedy", pa.list_(pa.bool_())),  # every continuation token is the argmax
     ]
 )
+
+LATER_FIELDS = ("output_logprobs", "choice_logprobs", "choice_tokens", "choice_greedy")
+"""Nullable fields added after capdrift_fast 0.1.0: a shard written without them reads with them null."""
+
+LOGLIKELIHOOD_FINISH = "loglikelihood"
+"""``finish_reason`` of a log-likelihood record."""
 
 
 GUARD_STATUSES = ("agreed", "SUSPECT", "not run", "disabled", "not checked")

@@ -103,6 +103,7 @@ def worker(mode: str, n_requests: int, n_adapters: int, max_tokens: int, shape: 
                 "sample_id": [str(i) for _ in range(len(names)) for i in range(per_model)],
                 "prompt": prompts * len(names),
                 "max_tokens": max_tokens,
+                "continuations": None,  # generation requests (no log-likelihood choices)
             }, schema=PLAN_SCHEMA).head(n_requests)
             sampling = SamplingConfig(temperature=0.0, max_tokens=max_tokens, ignore_eos=True)
             with tempfile.TemporaryDirectory() as tmp, ShardWriter(Path(tmp), "mem") as writer:

@@ -16,7 +16,7 @@ from polars.testing import assert_frame_equal
 from capdrift_fast.analysis.drift import analyze, mark_suspect
 from capdrift_fast.benchmarks import build_tasks
 from capdrift_fast.config import RunConfig
-from capdrift_fast.pipeline.plan import build_plan
+from capdrift_fast.pipeline.plan import build_plan, with_plan_columns
 from capdrift_fast.pipeline.score import score_generations
 from capdrift_fast.rundir import read_generations
 
@@ -49,7 +49,8 @@ def test_scores_and_matrix_equal_the_0_1_0_run(tmp_path: Path, data_dir: Path):
     run = _portable_copy(tmp_path, data_dir)
     cfg = RunConfig.model_validate_json((run / "config.json").read_text())
     plan = build_plan(cfg)
-    assert_frame_equal(plan.requests, pl.read_parquet(run / "plan.parquet"))  # same prompts, same ids
+    # same prompts, same ids (a 0.1.0 plan has no continuations column: it reads as nulls)
+    assert_frame_equal(plan.requests, with_plan_columns(pl.read_parquet(run / "plan.parquet")))
     scores = score_generations(read_generations(run / "generations"), plan.tasks, plan.samples)
     assert_frame_equal(scores, pl.read_parquet(run / "scores.parquet"))
     analysis = analyze(scores, build_tasks(cfg), cfg.drift, {a.name: a.label for a in cfg.adapters})

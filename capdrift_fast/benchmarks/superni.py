@@ -22,6 +22,12 @@ Study of Instruction Tuning", ACL 2023, arXiv:2305.11383), chosen per task in th
 - ``examples``: ``original``; ``delusive`` -- the same positive examples with a wrong input-to-output
   mapping: each example's output replaced by the next label of the sorted label space (cyclically;
   :func:`delusive_examples`, deterministic, always a different label); ``empty`` -- no examples.
+
+Multiple-choice form (``output_type: multiple_choice``): the same prompts (ablations included) scored by
+log-likelihood, the task's label space (sorted, as written) as the choices, each instance's gold outputs as
+the gold choices, lm-eval's ``acc``/``acc_norm`` (:mod:`capdrift_fast.metrics.multiple_choice`). The prompt
+ends in ``"Output: "``, so the target delimiter is ``""`` (lm-eval moves the context's trailing space to the
+continuation: ``" cause"``). Its default name ends in ``.mc``, so both forms can run side by side.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ from capdrift_fast.metrics.classification import (
     random_guess_expectation,
     score_classification,
 )
+from capdrift_fast.metrics.multiple_choice import choice_accuracy, random_choice_expectation
 from capdrift_fast.metrics.random_guess import random_guess_scores
 from capdrift_fast.metrics.rouge import score_rouge_l
 from capdrift_fast.registry import register_benchmark
@@ -130,6 +137,7 @@ class SuperNITaskConfig(TaskConfigBase):
     num_pos_examples: int = Field(default=2, ge=0, le=8)
     definition: Literal["original", "simplified", "empty"] = "original"
     examples: Literal["original", "delusive", "empty"] = "original"
+    output_type: Literal["generate_until", "multiple_choice"] = "generate_until"
 
     @model_validator(mode="after")
     def _data_required(self) -> "SuperNITaskConfig":
@@ -140,7 +148,8 @@ class SuperNITaskConfig(TaskConfigBase):
     def default_name(self) -> str:
         """``superni_<task id>``, plus a non-default ablation's parts, ``.def-<definition>`` then
         ``.ex-<examples>``: ``superni_task828.def-simplified.ex-delusive``, ``superni_task828.ex-empty``
-        (letters, digits, ``_.-`` only, so the name is safe in file names and request ids)."""
+        (letters, digits, ``_.-`` only, so the name is safe in file names and request ids); the
+        multiple-choice form ends in ``.mc``."""
         stem = Path(self.data or "").stem
         m = re.match(r"(task\d+)", stem)
         name = f"superni_{m.group(1) if m else stem}"
@@ -148,6 +157,8 @@ class SuperNITaskConfig(TaskConfigBase):
             name += f".def-{self.definition}"
         if self.examples != "original":
             name += f".ex-{self.examples}"
+        if self.output_type == "multiple_choice":
+            name += ".mc"
         return name
 
 
@@ -169,14 +180,26 @@ class SuperNITask:
         MetricSpec("rougeL", "SuperNI ROUGE-L F-measure (rouge-score, stemmed), max over gold outputs", binary=False),
     )
 
+    MC_METRICS = (
+        MetricSpec("acc", "multiple-choice accuracy: argmax of summed log-likelihood (lm-eval acc, api/task.py)",
+                   primary=True, drift=True, lm_eval="acc,none"),
+        MetricSpec("acc_norm", "multiple-choice accuracy, log-likelihood per character (lm-eval acc_norm)",
+                   primary=True, lm_eval="acc_norm,none"),
+    )
+    target_delimiter = ""
+
     def __init__(self, name: str, path: Path, limit: int | None = None, num_pos_examples: int = 2,
-                 errors: RowErrors | None = None, definition: str = "original", examples: str = "original") -> None:
+                 errors: RowErrors | None = None, definition: str = "original", examples: str = "original",
+                 output_type: str = "generate_until") -> None:
         if definition not in DEFINITION_VARIANTS:
             raise ValueError(f"definition must be one of {DEFINITION_VARIANTS}, got {definition!r}")
         if examples not in EXAMPLE_VARIANTS:
             raise ValueError(f"examples must be one of {EXAMPLE_VARIANTS}, got {examples!r}")
         self.name, self.path, self.limit, self.num_pos_examples = name, path, limit, num_pos_examples
         self.definition, self.examples = definition, examples
+        self.output_type = output_type
+        if output_type == "multiple_choice":
+            self.metrics = self.MC_METRICS
         self.errors = errors or RowErrors()
         self._task: dict | None = None
 
@@ -186,7 +209,11 @@ class SuperNITask:
         return self.num_pos_examples
 
     def random_baseline(self, samples: pl.DataFrame) -> dict[str, float]:
-        """Kung & Peng's random-guess expectations (:func:`~capdrift_fast.metrics.random_guess.random_guess_scores`)."""
+        """Kung & Peng's random-guess expectations (:func:`~capdrift_fast.metrics.random_guess.random_guess_scores`);
+        for the multiple-choice form ``1/k`` per item (:func:`~capdrift_fast.metrics.multiple_choice.random_choice_expectation`)."""
+        if self.output_type == "multiple_choice":
+            e = random_choice_expectation(samples)
+            return {} if e is None else {"acc": e, "acc_norm": e}
         return random_guess_scores(samples)
 
     def _load(self) -> dict:
@@ -263,7 +290,8 @@ class SuperNITask:
         return definition, examples
 
     def samples(self) -> pl.DataFrame:
-        """Columns: sample_id (instance id), prompt, target (List[Utf8] gold outputs), labels (List[Utf8]).
+        """Columns: sample_id (instance id), prompt, target (List[Utf8] gold outputs), labels (List[Utf8]); the
+        multiple-choice form adds ``choices`` (the label space) and ``gold`` (List[Int32], gold choice indices).
 
         Raises:
             DataError: the file is missing/invalid or an instance lacks id/input/output.
@@ -273,14 +301,24 @@ class SuperNITask:
         instances = task["Instances"][: self.limit] if self.limit else task["Instances"]
         labels = self.label_space()
         rows = []
+        mc = self.output_type == "multiple_choice"
         for inst in instances:
-            rows.append({"sample_id": inst["id"], "prompt": encode_prompt(definition, examples, inst["input"]),
-                         "target": list(inst["output"]), "labels": labels})
-        return pl.DataFrame(rows, schema={"sample_id": pl.Utf8, "prompt": pl.Utf8,
-                                          "target": pl.List(pl.Utf8), "labels": pl.List(pl.Utf8)})
+            rec = {"sample_id": inst["id"], "prompt": encode_prompt(definition, examples, inst["input"]),
+                   "target": list(inst["output"]), "labels": labels}
+            if mc:
+                rec.update(choices=labels, gold=sorted({labels.index(o) for o in inst["output"]}))
+            rows.append(rec)
+        schema = {"sample_id": pl.Utf8, "prompt": pl.Utf8, "target": pl.List(pl.Utf8), "labels": pl.List(pl.Utf8)}
+        if mc:
+            schema.update(choices=pl.List(pl.Utf8), gold=pl.List(pl.Int32))
+        return pl.DataFrame(rows, schema=schema)
 
     def score(self, generations: pl.DataFrame) -> pl.DataFrame:
-        """Exact match and format correctness (1.0/0.0) and ROUGE-L (in [0, 1]) per generation."""
+        """Exact match and format correctness (1.0/0.0) and ROUGE-L (in [0, 1]) per generation; the
+        multiple-choice form: ``acc`` and ``acc_norm`` per log-likelihood record."""
+        if self.output_type == "multiple_choice":
+            return generations.select("request_id").with_columns(acc=choice_accuracy(generations, "none"),
+                                                                 acc_norm=choice_accuracy(generations, "chars"))
         scored = score_classification(generations.select("request_id", "response", "target", "labels"))
         return scored.select(
             "request_id",
@@ -381,7 +419,7 @@ class SuperNI(Benchmark):
     def build(cls, cfg: SuperNITaskConfig, data_dir: Path, errors: RowErrors) -> SuperNITask:
         """The SuperNI task of one config entry (with its Kung & Peng ablation)."""
         return SuperNITask(cfg.task_name(), Path(data_dir) / str(cfg.data), cfg.limit, cfg.num_pos_examples, errors,
-                           definition=cfg.definition, examples=cfg.examples)
+                           definition=cfg.definition, examples=cfg.examples, output_type=cfg.output_type)
 
     @classmethod
     def corpus(cls, data_dir: Path) -> list[str]:

@@ -28,10 +28,28 @@ evaluated), drawn with ``random.Random(seed).sample`` (``sampler: random``, lm-e
 rows (``first_n``); each is rendered with ``fewshot.template`` (default ``"{{ prompt }} {{ target }}"``,
 where ``prompt`` is the example's rendered prompt and ``target`` its first target) and joined with
 ``fewshot.separator`` before the prompt.
+
+Multiple choice (lm-eval's ``output_type: multiple_choice``), scored by log-likelihood for every model in the
+same pass::
+
+    benchmark: template
+    name: my_mc
+    data: my_mc/test.jsonl
+    output_type: multiple_choice
+    prompt: "Question: {{ question }}\nAnswer:"
+    choices: options                  # a list, a row field holding a list, "targets", or a template rendering
+                                      # a list literal: "{{ [option_a, option_b] }}"
+    target: label                     # gold: a choice index (int or digit string) or the choice's text
+    target_delimiter: " "             # between context and choice (lm-eval's default)
+    metrics: [acc, acc_norm]          # the default; acc_bytes too (lm-eval api/task.py process_results)
+
+Each choice is scored as ``target_delimiter + choice`` after the prompt (lm-eval's ``construct_requests``), so
+with the defaults the contexts and continuations are lm-eval's own for the same prompt, choices and target.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import random
@@ -49,6 +67,7 @@ from capdrift_fast.config import TaskConfigBase
 from capdrift_fast.errors import DataError, UnknownNameError
 from capdrift_fast.metrics.base import Metric
 from capdrift_fast.metrics.filters import Filter
+from capdrift_fast.metrics.multiple_choice import random_choice_expectation
 from capdrift_fast.metrics.random_guess import random_guess_scores
 from capdrift_fast.registry import register_benchmark
 
@@ -163,6 +182,15 @@ class TemplateTaskConfig(TaskConfigBase):
     metrics: list[MetricEntry] = Field(min_length=1)
     version: str = "1.0"
     description: str = ""
+    output_type: Literal["generate_until", "multiple_choice"] = "generate_until"
+    target_delimiter: str = " "
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mc_default_metrics(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("output_type") == "multiple_choice" and "metrics" not in data:
+            return {**data, "metrics": ["acc", "acc_norm"]}
+        return data
 
     @field_validator("metrics", mode="before")
     @classmethod
@@ -202,9 +230,21 @@ class TemplateTaskConfig(TaskConfigBase):
         dup = sorted({c for c in columns if columns.count(c) > 1})
         if dup:
             raise ValueError(f"metric columns repeat: {', '.join(dup)}; give each a distinct `name:`")
+        mc = self.output_type == "multiple_choice"
+        if mc and self.choices is None:
+            raise ValueError("output_type multiple_choice needs `choices:` (a list, a row field, \"targets\" or a template)")
         for i, m in enumerate(self.metrics):
-            if m.build().needs_labels and self.choices is None:
+            metric = m.build()
+            if metric.needs_labels and self.choices is None:
                 raise ValueError(f"metrics.{i} ({m.metric}) needs a label space: set `choices:`")
+            if metric.loglikelihood and not mc:
+                raise ValueError(f"metrics.{i} ({m.metric}) scores choice log-likelihoods: set `output_type: "
+                                 "multiple_choice`, or use a generation metric (exact_match, ...)")
+            if mc and not metric.loglikelihood:
+                raise ValueError(f"metrics.{i} ({m.metric}) scores a generated response, which a multiple_choice "
+                                 "task does not produce: use acc, acc_norm or acc_bytes")
+        if isinstance(self.choices, str) and ("{{" in self.choices or "{%" in self.choices):
+            _compile(self.choices, "choices")
         return self
 
 
@@ -221,6 +261,8 @@ class TemplateTask:
         self.stop = tuple(cfg.stop)
         self.num_fewshot = cfg.num_fewshot
         self.has_label_space = cfg.choices is not None
+        self.output_type = cfg.output_type
+        self.target_delimiter = cfg.target_delimiter
         self._metrics = [(m.column, m.build()) for m in cfg.metrics]
         self._filters = [f.build() for f in cfg.filters]
         self._metric_filters = {m.column: [f.build() for f in m.filters] for m in cfg.metrics}
@@ -316,6 +358,7 @@ class TemplateTask:
         """
         cfg = self.cfg
         rows, doc = self._rows(self.path)
+        self._doc = doc
         examples = [(i, w, ex) for i, (w, ex) in enumerate(self._good(rows, doc))]
         shots = self._fewshot(examples, doc)
         if self.fewshot_path is None and cfg.num_fewshot:
@@ -337,7 +380,14 @@ class TemplateTask:
             seen[sid] = where
             rec = {"sample_id": sid, "prompt": prefix + ex["prompt"], "target": ex["target"]}
             if space is not None:
-                rec["labels"] = space(ex["row"])
+                try:
+                    rec["labels"] = space(ex["row"])
+                    if self.output_type == "multiple_choice":
+                        rec["choices"], rec["gold"] = rec["labels"], self._gold(where, ex["target"], rec["labels"])
+                        rec["target"] = [rec["choices"][g] for g in rec["gold"]]
+                except DataError as err:
+                    self.errors.bad(DataError(f"{where}: {err}") if not str(err).startswith(where) else err)
+                    continue
             out.append(rec)
             if self.cfg.limit and len(out) >= self.cfg.limit:
                 break
@@ -346,7 +396,29 @@ class TemplateTask:
         schema = {"sample_id": pl.Utf8, "prompt": pl.Utf8, "target": pl.List(pl.Utf8)}
         if space is not None:
             schema["labels"] = pl.List(pl.Utf8)
+        if self.output_type == "multiple_choice":
+            schema.update(choices=pl.List(pl.Utf8), gold=pl.List(pl.Int32))
         return pl.DataFrame(out, schema=schema)
+
+    def _gold(self, where: str, targets: list[str], choices: list[str]) -> list[int]:
+        """Gold choice indices of one row: each target is a choice's text or else an index (an int, or a digit
+        string, as lm-eval reads a rendered target).
+
+        Raises:
+            DataError: a target is neither (names the row, the target and the choices).
+        """
+        if not choices:
+            raise DataError(f"{where}: no choices")
+        gold = []
+        for t in targets:
+            if t in choices:
+                gold.append(choices.index(t))
+            elif t.strip().isdigit() and int(t) < len(choices):
+                gold.append(int(t))
+            else:
+                raise DataError(f"{where}: target {t!r} is neither a choice index (0..{len(choices) - 1}) nor one of "
+                                f"the choices {choices}; fix the row or the task's `target:`")
+        return sorted(set(gold))
 
     def _fewshot(self, examples: list[tuple[int, str, dict[str, Any]]], doc: dict[str, Any]) -> list[dict[str, Any]]:
         k = self.cfg.num_fewshot
@@ -374,6 +446,20 @@ class TemplateTask:
             labels = sorted({t for ex in examples for t in ex["target"]})
             return lambda row: labels
         field = choices
+        if "{{" in choices or "{%" in choices:
+            tpl = _compile(choices, "choices")
+
+            def rendered(row: dict[str, Any]) -> list[str]:
+                text = self._render(f"task {self.name!r}", tpl, {**row, "doc": self._doc}, "choices")
+                try:
+                    value = ast.literal_eval(text.strip())
+                except (ValueError, SyntaxError):
+                    value = None
+                if not isinstance(value, (list, tuple)):
+                    raise DataError(f"task {self.name!r}: choices template should render a list literal, got {text!r}")
+                return [str(v) for v in value]
+
+            return rendered
 
         def per_row(row: dict[str, Any]) -> list[str]:
             value = row.get(field)
@@ -388,6 +474,8 @@ class TemplateTask:
     def score(self, generations: pl.DataFrame) -> pl.DataFrame:
         """Every configured metric per generation (``request_id`` + one Float64 column per metric)."""
         cols = ["response", "target"] + (["labels"] if self.has_label_space else [])
+        if self.output_type == "multiple_choice":
+            cols += ["choice_logprobs", "choices", "gold"]
         frame = generations.select(*cols).with_columns(response=_chain(pl.col("response"), self._filters))
         return generations.select("request_id").with_columns([
             metric.score(frame.with_columns(response=_chain(pl.col("response"), self._metric_filters[column])))
@@ -399,6 +487,9 @@ class TemplateTask:
         (``normalized_exact_match``, ``format_correct``) under their column names; ``{}`` without ``choices``."""
         if not self.has_label_space:
             return {}
+        if self.output_type == "multiple_choice":  # 1/k per item for every choice-accuracy metric
+            e = random_choice_expectation(samples)
+            return {} if e is None else {m.column: e for m in self.cfg.metrics}
         expected = random_guess_scores(samples)
         by_metric = {"normalized_exact_match": expected.get("exact_match"), "format_correct": expected.get("format_correct")}
         return {m.column: by_metric[m.metric] for m in self.cfg.metrics if by_metric.get(m.metric) is not None}

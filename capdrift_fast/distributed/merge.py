@@ -46,7 +46,7 @@ from capdrift_fast.rundir.shards import SHARD_GLOB, read_generations, read_shard
 from capdrift_fast.logs import forward_to, get_logger
 from capdrift_fast.pipeline.parity import ParityResult
 from capdrift_fast.records import guard_status
-from capdrift_fast.pipeline.plan import PLAN_SCHEMA, Plan, build_plan
+from capdrift_fast.pipeline.plan import Plan, build_plan, with_plan_columns
 from capdrift_fast.pipeline.score import coverage_gaps, score_run
 from capdrift_fast.rundir.folder import RunFolder
 from capdrift_fast.runner import RunResult, report_or_warn
@@ -224,7 +224,7 @@ def check_union(shards: list[ShardFolder], full: pl.DataFrame) -> None:
         RunDirError: doubled requests (with the shards holding them), requests no shard planned, requests
             the config does not plan, or changed prompts (data changed since the shards ran).
     """
-    union = pl.concat([s.plan.select(list(PLAN_SCHEMA)).with_columns(_shard=pl.lit(str(s.shard["index"])))
+    union = pl.concat([with_plan_columns(s.plan).with_columns(_shard=pl.lit(str(s.shard["index"])))
                        for s in shards])
     dup = union.group_by("request_id").agg(pl.col("_shard").sort()).filter(pl.col("_shard").list.len() > 1)
     if dup.height:

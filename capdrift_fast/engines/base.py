@@ -3,7 +3,9 @@
 An engine is started for one base model and its adapters (in config order) and generates plan rows
 (``PLAN_SCHEMA``: ``request_id``, ``adapter`` — an adapter *name*, ``base`` for the base model — ``task``,
 ``sample_id``, ``prompt``, ``max_tokens``; the ``lora_id`` column is carried through to the record), yielding one
-``GENERATION_SCHEMA`` record per request as it finishes. How adapters are slotted into the backend
+``GENERATION_SCHEMA`` record per request as it finishes. A row whose optional ``continuations`` column is set is
+a log-likelihood request (multiple-choice tasks): its record carries one summed log-probability per
+continuation (``choice_logprobs``, ``choice_tokens``, ``choice_greedy``; :mod:`capdrift_fast.engines.loglik`). How adapters are slotted into the backend
 (vLLM's LoRA ids, base isolation, request order, CPU LoRA ops) is the backend's own business, set by its
 engine config.
 """

@@ -185,3 +185,60 @@ def uninstall() -> None:
     for name, fn in _ORIGINAL.items():
         setattr(punica_cpu, name, fn)
     _ORIGINAL.clear()
+
+
+# --- prompt log-probabilities (log-likelihood requests) ---------------------------------------------------
+
+_LOGITS: dict[str, Any] = {}
+_zero_cache: dict[tuple[int, int], bool] = {}
+
+
+class PromptLogitsLoRAError(RuntimeError):
+    """vLLM computed prompt logits for an adapter whose LoRA reaches ``lm_head``: it cannot apply it there."""
+
+
+def _all_zero(weights: torch.Tensor) -> bool:
+    key = (weights.data_ptr(), weights._version)
+    if key not in _zero_cache:
+        _zero_cache.clear()
+        _zero_cache[key] = not bool(torch.count_nonzero(weights))
+    return _zero_cache[key]
+
+
+def add_lora_logits(self: Any, y: torch.Tensor, x: torch.Tensor, lora_a_stacked: torch.Tensor,
+                    lora_b_stacked: torch.Tensor, scale: float, *, buffer: torch.Tensor | None = None,
+                    **kwargs: Any) -> None:
+    """``PunicaWrapperCPU.add_lora_logits`` that also serves *prompt* logits (``prompt_logprobs``).
+
+    vLLM 0.32's model runner computes prompt log-probabilities with ``compute_logits`` on one request's
+    prompt hidden states (x: (prompt tokens, d)), while the wrapper's ``sampler_indices`` hold one LoRA slot
+    per request of the batch; vLLM's CPU op then fails (``einsum(): subscript b has size ...``) for every
+    prompt-logprobs request of a LoRA-enabled engine, the base model's included. When no served adapter has
+    LoRA weights on ``lm_head`` (the stacked ``lm_head`` B weights are all zero), the LoRA adds nothing to the
+    logits, so the prompt logits are left as the base layer computed them: exact. Otherwise the slot of the
+    rows is unknown here and :class:`PromptLogitsLoRAError` is raised (vllm#51594: adapters with LoRA on
+    ``lm_head`` are not served in prompt log-probabilities). Sampling logits (one row per request) go to
+    vLLM's own method unchanged.
+    """
+    if x.view(-1, x.shape[-1]).shape[0] != self.sampler_indices.shape[0]:
+        if _all_zero(lora_b_stacked):
+            return None
+        raise PromptLogitsLoRAError(
+            "an adapter with LoRA weights on lm_head cannot be scored by log-likelihood: vLLM computes prompt "
+            "log-probabilities without the adapter's lm_head (vllm#51594); drop the adapter's lm_head LoRA "
+            "(target_modules) or score its tasks generatively")
+    return _LOGITS["add_lora_logits"](self, y, x, lora_a_stacked, lora_b_stacked, scale, buffer=buffer, **kwargs)
+
+
+def install_prompt_logits() -> bool:
+    """Install :func:`add_lora_logits` on vLLM's ``PunicaWrapperCPU`` (this process; whatever
+    ``cpu_lora_ops`` says). Returns False (and changes nothing) when this vLLM has no such wrapper."""
+    try:
+        from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU
+    except ImportError:  # pragma: no cover - depends on the vLLM build
+        return False
+    current = PunicaWrapperCPU.add_lora_logits
+    if current is not add_lora_logits:
+        _LOGITS["add_lora_logits"] = current
+        PunicaWrapperCPU.add_lora_logits = add_lora_logits
+    return True

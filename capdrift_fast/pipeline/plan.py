@@ -3,6 +3,11 @@
 Each request has a stable id ``"{adapter}/{task}/{sample_id}"`` (unique within a run, the same in every
 run of the same config) and the integer LoRA id of its adapter (0 = base, adapters 1..N in config
 order). The plan is a Polars frame so that 100k-request plans stay columnar.
+
+A request of a multiple-choice task (``output_type == "multiple_choice"``: samples with ``choices``, a
+``target_delimiter``) is a *log-likelihood* request: its ``continuations`` are the delimiter + each choice
+(lm-eval's ``construct_requests``), scored against ``prompt`` as context; ``max_tokens`` is 1 (vLLM's minimum).
+``continuations`` is null for generation requests.
 """
 
 from __future__ import annotations
@@ -24,7 +29,21 @@ PLAN_SCHEMA = {
     "sample_id": pl.Utf8,
     "prompt": pl.Utf8,
     "max_tokens": pl.Int32,
+    "continuations": pl.List(pl.Utf8),
 }
+
+
+def is_multiple_choice(task: Task) -> bool:
+    """The task is scored by log-likelihood of its choices (``output_type == "multiple_choice"``)."""
+    return getattr(task, "output_type", "generate_until") == "multiple_choice"
+
+
+def with_plan_columns(requests: pl.DataFrame) -> pl.DataFrame:
+    """``requests`` in ``PLAN_SCHEMA`` order, with ``continuations`` added as nulls when absent (the plan of a
+    run folder of format 1 or 2)."""
+    if "continuations" not in requests.columns:
+        requests = requests.with_columns(continuations=pl.lit(None, dtype=pl.List(pl.Utf8)))
+    return requests.select(list(PLAN_SCHEMA))
 
 
 @dataclass(frozen=True)
@@ -68,9 +87,15 @@ def build_plan(cfg: RunConfig, data_errors: str | None = None) -> Plan:
         task = build_task(tcfg, cfg.data_dir or ".", errors)
         frame = task.samples()
         tasks[task.name], samples[task.name] = task, frame
+        if is_multiple_choice(task):
+            delim = str(getattr(task, "target_delimiter", " "))
+            conts = pl.col("choices").list.eval(pl.lit(delim) + pl.element())
+            max_tokens = 1
+        else:
+            conts, max_tokens = pl.lit(None, dtype=pl.List(pl.Utf8)), cfg.task_max_tokens(tcfg)
         per_task.append(
-            frame.select("sample_id", "prompt").with_columns(
-                task=pl.lit(task.name), max_tokens=pl.lit(cfg.task_max_tokens(tcfg), dtype=pl.Int32)
+            frame.select("sample_id", "prompt", continuations=conts).with_columns(
+                task=pl.lit(task.name), max_tokens=pl.lit(max_tokens, dtype=pl.Int32)
             )
         )
     items = pl.concat(per_task)

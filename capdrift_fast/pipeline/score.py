@@ -29,6 +29,8 @@ from capdrift_fast.rundir import faults
 from capdrift_fast.rundir.folder import RunFolder
 
 ID_COLUMNS = ("request_id", "adapter", "task", "sample_id")
+SCORED_COLUMNS = ("choice_logprobs", "choice_tokens", "choice_greedy")
+"""Record columns a task's scorer sees besides ``response`` (log-likelihood records of multiple-choice tasks)."""
 
 
 def score_generations(
@@ -45,7 +47,9 @@ def score_generations(
         (and weight) columns of its task; metrics of other tasks are null (Float64).
     """
     gens = generations.lazy() if isinstance(generations, pl.DataFrame) else generations
-    gens = gens.select(*ID_COLUMNS, "response", "finish_reason", "output_tokens").collect()
+    # log-likelihood records carry per-choice scores (multiple-choice tasks); shards of older folders have none
+    extra = [c for c in SCORED_COLUMNS if c in gens.collect_schema().names()]
+    gens = gens.select(*ID_COLUMNS, "response", "finish_reason", "output_tokens", *extra).collect()
     parts = []
     for name, task in tasks.items():
         sub = gens.filter(pl.col("task") == name)
@@ -53,9 +57,9 @@ def score_generations(
             continue
         joined = sub.join(samples[name].drop("prompt"), on="sample_id", how="left")
         metrics = task.score(joined)
-        parts.append(sub.drop("response").join(metrics, on="request_id", how="left"))
+        parts.append(sub.drop("response", *extra).join(metrics, on="request_id", how="left"))
     if not parts:
-        return gens.drop("response").head(0)
+        return gens.drop("response", *extra).head(0)
     return pl.concat(parts, how="diagonal_relaxed").sort("task", "adapter", "sample_id")
 
 

@@ -37,8 +37,10 @@ from capdrift_fast.errors import RunFolderError
 from capdrift_fast.rundir.atomic import atomic_write, atomic_write_text
 from capdrift_fast.rundir.shards import read_generations
 
-FORMAT_VERSION = 2
-"""Version of the run-folder layout written by this code (``run.json: format_version``); 0.1.0 = 1."""
+FORMAT_VERSION = 3
+"""Version of the run-folder layout written by this code (``run.json: format_version``); 0.1.0 = 1; 3 adds
+the log-likelihood columns of the generation shards (``choice_*``) and the plan's ``continuations`` (both
+null for generations), so folders of versions 1 and 2 read, resume and merge unchanged."""
 
 
 class RunFolder:

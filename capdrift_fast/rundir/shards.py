@@ -23,7 +23,7 @@ import pyarrow.ipc as ipc
 
 from capdrift_fast.rundir import faults
 from capdrift_fast.rundir.atomic import atomic_write
-from capdrift_fast.records import GENERATION_SCHEMA
+from capdrift_fast.records import GENERATION_SCHEMA, LATER_FIELDS
 
 SHARD_GLOB = "shard-*.arrow"
 TMP_GLOB = ".shard-*.tmp"
@@ -103,13 +103,24 @@ def read_shard(path: str | Path) -> tuple[pa.Table | None, str | None]:
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
         return None, f"unreadable ({exc})"
     if not table.schema.equals(GENERATION_SCHEMA):
-        older = pa.schema([f for f in GENERATION_SCHEMA if f.name != "output_logprobs"])
-        if not table.schema.equals(older):
+        table = _with_later_fields(table)
+        if table is None:
             return None, "not in the generation schema"
-        # a shard written before sampled parity (run-folder format 1, capdrift_fast 0.1.0): no log-probs
-        table = table.append_column(GENERATION_SCHEMA.field("output_logprobs"),
-                                    pa.nulls(table.num_rows, GENERATION_SCHEMA.field("output_logprobs").type))
     return table, None
+
+
+def _with_later_fields(table: pa.Table) -> pa.Table | None:
+    """``table`` in ``GENERATION_SCHEMA`` with the :data:`LATER_FIELDS` it lacks added as nulls (a shard written
+    by an earlier version: 0.1.0 had no ``output_logprobs``, format 2 no choice columns); None when it
+    differs otherwise."""
+    names = set(table.schema.names)
+    missing = [f for f in GENERATION_SCHEMA if f.name not in names]
+    if any(f.name not in LATER_FIELDS for f in missing):
+        return None
+    for f in missing:
+        table = table.append_column(f, pa.nulls(table.num_rows, f.type))
+    table = table.select(GENERATION_SCHEMA.names)
+    return table if table.schema.equals(GENERATION_SCHEMA) else None
 
 
 def read_generations(folder: str | Path) -> pl.LazyFrame:
@@ -117,4 +128,17 @@ def read_generations(folder: str | Path) -> pl.LazyFrame:
     paths = sorted(Path(folder).glob(SHARD_GLOB))
     if not paths:
         return pl.DataFrame(schema=pl.Schema(pl.from_arrow(GENERATION_SCHEMA.empty_table()).schema)).lazy()
-    return pl.scan_ipc([str(p) for p in paths])
+    full = pl.from_arrow(GENERATION_SCHEMA.empty_table()).schema
+    current = [str(p) for p in paths if set(pl.read_ipc_schema(p)) >= set(full)]
+    if len(current) == len(paths):
+        return pl.scan_ipc(current)
+    # shards of an earlier version (a resumed older run folder): their missing later fields read as nulls
+    parts = [pl.scan_ipc(current)] if current else []
+    for p in paths:
+        if str(p) in current:
+            continue
+        have = pl.read_ipc_schema(p)
+        parts.append(pl.scan_ipc(str(p)).with_columns(
+            [pl.lit(None, dtype=dtype).alias(name) for name, dtype in full.items() if name not in have]
+        ).select(list(full)))
+    return pl.concat(parts, how="vertical_relaxed")

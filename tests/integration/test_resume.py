@@ -32,10 +32,14 @@ SHARD_ROWS = 4
 
 @pytest.fixture(scope="module")
 def kill_cfg(demo_cfg, tmp_path_factory) -> Path:
-    """The demo engine and adapters, 4 samples per task, 8 tokens, a shard every 4 generations."""
+    """The demo engine and adapters, 4 samples per task, 8 tokens, a shard every 4 generations; the demo's four
+    generation tasks plus COPA as multiple choice (log-likelihood requests)."""
     raw = json.loads(demo_cfg.model_dump_json())
     for t in raw["tasks"]:
         t.update(limit=4, max_tokens=8)
+    # a multiple-choice task: log-likelihood requests mixed with the generations in the same shards
+    raw["tasks"].append({"benchmark": "superni", "data": "superni/task828_copa_commonsense_cause_effect.json",
+                         "output_type": "multiple_choice", "limit": 4})
     raw["output"] = {"shard_rows": SHARD_ROWS}
     path = tmp_path_factory.mktemp("kill") / "kill.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -58,7 +62,7 @@ def test_killed_three_times_then_resumed_equals_uninterrupted(kill_cfg, engine, 
     from capdrift_fast.runner import run
 
     cfg = load_config(kill_cfg)
-    n_plan = 4 * 4 * 4  # models x tasks x samples
+    n_plan = 4 * 5 * 4  # models x tasks (4 generation + 1 multiple-choice) x samples
     out = tmp_path / "run"
 
     # 1. killed right after the 2nd shard is in place (base requests, mid-generation)
@@ -102,8 +106,15 @@ def test_killed_three_times_then_resumed_equals_uninterrupted(kill_cfg, engine, 
     assert got.get_column("request_id").is_unique().all()
     assert got.get_column("request_id").to_list() == want.get_column("request_id").to_list()
     assert got.height == n_plan
-    for col in ("output_token_ids", "response", "finish_reason", "prompt"):
+    for col in ("output_token_ids", "response", "finish_reason", "prompt", "choice_tokens", "choice_greedy"):
         assert got.get_column(col).to_list() == want.get_column(col).to_list(), col
+    # the log-likelihood records: every one once, with the uninterrupted run's per-choice log-probabilities
+    ll = got.filter(pl.col("finish_reason") == "loglikelihood")
+    assert ll.height == 4 * 4 and ll.get_column("task").unique().to_list() == ["superni_task828.mc"]
+    want_ll = want.filter(pl.col("finish_reason") == "loglikelihood")
+    for a, b in zip(ll.get_column("choice_logprobs").to_list(), want_ll.get_column("choice_logprobs").to_list()):
+        assert len(a) == len(b) == 2 and max(abs(x - y) for x, y in zip(a, b)) < 1e-4
+    assert got.filter(pl.col("finish_reason") != "loglikelihood").get_column("choice_logprobs").is_null().all()
     assert got.get_column("run_id").unique().to_list() == [run_id]  # one run id across four processes
 
     cols = ["adapter", "task", "metric", "score", "base_score", "delta", "n", "suspect"]

@@ -30,7 +30,7 @@ def plan(prompt: str = "p") -> pl.DataFrame:
     return pl.DataFrame({
         "request_id": [f"base/gsm8k/{i}" for i in range(N)], "adapter": ["base"] * N, "lora_id": [0] * N,
         "task": ["gsm8k"] * N, "sample_id": [str(i) for i in range(N)], "prompt": [f"{prompt}{i}" for i in range(N)],
-        "max_tokens": [8] * N}, schema=PLAN_SCHEMA)
+        "max_tokens": [8] * N, "continuations": [None] * N}, schema=PLAN_SCHEMA)
 
 
 def record(i: int) -> dict:
