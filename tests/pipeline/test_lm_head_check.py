@@ -130,3 +130,29 @@ def test_preflight_loglik_problems_name_only_lm_head_adapters(peft_adapters: Pat
     line = str(problems[0])
     assert "\n" not in line and line.startswith(f"error: adapter 'head' ({peft_adapters / 'head'}): has LoRA on lm_head")
     assert "vllm#51594" in line and "remove lm_head from target_modules or run generation tasks only" in line
+
+
+@pytest.mark.parametrize("output_type", ["multiple_choice", "generate_until"])
+def test_preflight_refuses_lm_head_lora_only_for_runs_with_multiple_choice(
+        peft_adapters: Path, demo_assets: Path, data_dir: Path, tmp_path: Path, output_type: str) -> None:
+    import yaml
+
+    from capdrift_fast.config import load_config
+    from capdrift_fast.errors import PreflightError
+    from capdrift_fast.pipeline.preflight import preflight
+
+    raw = {"model": {"path": str(demo_assets / "model")}, "data_dir": str(data_dir),
+           "adapters": [{"name": n, "path": str(peft_adapters / n)} for n in ("attn", "head")],
+           "tasks": [{"benchmark": "superni", "data": "superni/task828_copa_commonsense_cause_effect.json",
+                      "output_type": output_type, "limit": 2}]}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(raw))
+    cfg = load_config(tmp_path / "run.yaml")
+    report = preflight(cfg)
+    if output_type == "generate_until":
+        assert report.bad_adapters == [] and report.apply(cfg).adapters[1].name == "head"
+        return
+    assert report.bad_adapters == ["head"]
+    with pytest.raises(PreflightError, match="vllm#51594"):
+        report.apply(cfg)
+    skipping = cfg.model_copy(update={"on_bad_adapter": "skip"})
+    assert [a.name for a in report.apply(skipping).adapters] == ["attn"]
