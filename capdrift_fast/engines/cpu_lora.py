@@ -217,10 +217,15 @@ def add_lora_logits(self: Any, y: torch.Tensor, x: torch.Tensor, lora_a_stacked:
     LoRA weights on ``lm_head`` (the stacked ``lm_head`` B weights are all zero), the LoRA adds nothing to the
     logits, so the prompt logits are left as the base layer computed them: exact. Otherwise the slot of the
     rows is unknown here and :class:`PromptLogitsLoRAError` is raised (vllm#51594: adapters with LoRA on
-    ``lm_head`` are not served in prompt log-probabilities). Sampling logits (one row per request) go to
-    vLLM's own method unchanged.
+    ``lm_head`` are not served in prompt log-probabilities). Sampling logits (one row per request), and the
+    prompt logits of a step holding one request (its one slot holds for every row; measured exact with LoRA
+    on ``lm_head``, tests/engines/test_lm_head_logprobs.py), go to vLLM's own method unchanged. Left open:
+    a step whose prompt positions happen to equal its number of requests looks like sampling logits here
+    (vLLM's op then applies other requests' ``lm_head`` LoRA); the preflight refuses such adapters for runs
+    with log-likelihood tasks, so the stacked weights are zero and the term is zero.
     """
-    if x.view(-1, x.shape[-1]).shape[0] != self.sampler_indices.shape[0]:
+    slots = self.sampler_indices.shape[0]
+    if x.view(-1, x.shape[-1]).shape[0] != slots and slots != 1:
         if _all_zero(lora_b_stacked):
             return None
         raise PromptLogitsLoRAError(

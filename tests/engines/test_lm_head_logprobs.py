@@ -3,8 +3,10 @@ against transformers+peft teacher forcing (float32). Pins the measured behaviour
 :mod:`capdrift_fast.pipeline.lm_head_check`, so a vLLM upgrade that changes it fails here:
 
 - one request per step (shared engine): correct, lm_head and embed_tokens LoRA included;
-- several requests per step, vLLM's default LoRA modules (lm_head wrapped): the step raises, or, when a
-  request's prompt positions equal the number of requests, other requests' lm_head LoRA is applied;
+- several requests per step, vLLM's default LoRA modules (lm_head wrapped) and an lm_head adapter loaded:
+  the step raises (vLLM's op: an einsum error; the engine's op, ``engines.cpu_lora.add_lora_logits``: a
+  one-line ``PromptLogitsLoRAError``), or, when a request's prompt positions equal the number of requests,
+  other requests' lm_head LoRA is applied (why the preflight refuses such adapters for log-likelihood);
 - lm_head left out of ``lora_target_modules``: batches are correct except that lm_head LoRA is dropped.
 
 The last two start their own engine in a subprocess (``lm_head_probe.py``).
@@ -111,7 +113,8 @@ def test_one_request_per_step_is_correct_with_lora_on_lm_head_and_embeddings(eng
 
 
 def test_batched_prompt_logprobs_with_lm_head_lora_module(demo_assets, head_adapters, reference, tmp_path):
-    """vLLM's default LoRA modules: a batch of prompt log-prob requests fails (base-only too), and a batch
+    """vLLM's default LoRA modules with an lm_head adapter loaded: a batch of prompt log-prob requests fails
+    (base-only too; the engine's op names vllm#51594 where vLLM's raised an einsum error), and a batch
     whose requests have as many prompt positions as the batch has requests is scored with other requests'
     lm_head LoRA (a base request gets the adapter's head)."""
     short = [[0, 50, 60, 70], [0, 80, 90, 100], [0, 110, 120, 130]]  # 3 positions each, 3 requests
@@ -120,7 +123,8 @@ def test_batched_prompt_logprobs_with_lm_head_lora_module(demo_assets, head_adap
         [["base", short[0]], ["head", short[1]], ["base", short[2]]],
         [["base", [0, *range(40, 66)]], ["base", [0, *range(100, 149)]]],
     ], tmp_path)
-    assert isinstance(crash, str) and crash.startswith("ERROR: RuntimeError") and "einsum" in crash
+    # vLLM's own op raised ``RuntimeError: einsum() ...``; the engine's prompt-logits op refuses in one line
+    assert isinstance(crash, str) and crash.startswith("ERROR: PromptLogitsLoRAError") and "vllm#51594" in crash
     assert not isinstance(mixed, str)
     base0, head1, base2 = mixed
     n = 2  # reference rows 0-1 are the long prompts; 2.. the short ones
