@@ -52,7 +52,7 @@ def test_default_run_is_clean(demo_run):
     parity = json.loads((demo_run.run_dir / "parity.json").read_text())
     assert parity["status"] == "ok" and parity["mode"] == "tokens"
     assert {m: v["suspect"] for m, v in parity["models"].items()} == dict.fromkeys(
-        [BASE_NAME, "instruct-r8", "math-r16", "cls-r8"], False)
+        [BASE_NAME, "instruct-r8", "math-r16", "null-r8", "cls-r8"], False)
     assert all(v["checked"] == 8 for v in parity["models"].values())  # 2 canaries x 4 tasks per model
     assert all(c["ok"] and c["compared"] > 0 for c in parity["canaries"])
     m = pl.read_parquet(demo_run.run_dir / "matrix.parquet")
