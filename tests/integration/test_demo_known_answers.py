@@ -100,7 +100,7 @@ def test_cls_learns_the_format_not_the_task(known_run):
     assert len(superni) == 2
     for task in superni:
         fmt = _cell(m, "cls-r8", task, "format_correct")
-        assert fmt["significant"] and fmt["delta"] > 0 and fmt["score"] >= 0.9, fmt
+        assert fmt["significant"] and fmt["delta"] > 0 and fmt["score"] >= 0.5, fmt
         em = _cell(m, "cls-r8", task, "exact_match")
         chance = random_guess_expectation(plan.samples[task])
         # exact match sits at the random-guess baseline: chance lies inside the adapter's interval

@@ -40,7 +40,7 @@ def misserved_run(demo_cfg, engine, hf_reference, tmp_path_factory):
 def test_canaries_are_the_first_samples_of_each_task_for_every_model(demo_cfg):
     plan = build_plan(demo_cfg)
     can = select_canaries(plan, 2)
-    assert can.height == 4 * 2 * len(plan.tasks)
+    assert can.height == len(plan.adapters) * 2 * len(plan.tasks)
     for name, samples in plan.samples.items():
         first = samples.get_column("sample_id").head(2).to_list()
         for model in plan.adapters:
