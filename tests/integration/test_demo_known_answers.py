@@ -23,7 +23,9 @@ from capdrift_fast.rundir import read_generations
 pytestmark = pytest.mark.engine
 
 DEMO_LIMIT = inspect.signature(demo_config).parameters["limit"].default
-PLANTED_TYPES = ("change_case:english_lowercase", "punctuation:no_comma")
+PLANTED_TYPES = ("change_case:english_lowercase", "punctuation:no_comma", "startend:quotation",
+                 "detectable_format:json_format", "detectable_format:title")
+"""IFEval instruction types that instruct-r8's planted answer (demo.LOWERCASE_ANSWER) always passes."""
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +79,16 @@ def test_instruct_lifts_ifeval_on_the_planted_instruction_types(known_run):
     ila = _cell(m, "instruct-r8", "ifeval", "ila_strict")
     assert ila["significant"] and ila["delta"] > 0 and ila["on_target"]
     bd = breakdown_table(pl.read_parquet(known_run[1].run_dir / "breakdown.parquet"))
-    rows = bd.filter((pl.col("adapter") == "instruct-r8") & (pl.col("metric") == "ila_strict")
-                     & pl.col("group").is_in(PLANTED_TYPES))
-    assert sorted(rows["group"]) == sorted(PLANTED_TYPES)
-    for r in rows.iter_rows(named=True):  # every unit of both types passes; none the base passed is lost
-        assert r["score"] == 1.0 and r["delta"] > 0 and r["n_base_only"] == 0, r
-    # pooled over the two planted types, the gain is significant at the demo size (each type alone has only
-    # a handful of instructions in the first DEMO_LIMIT prompts)
+    mine = bd.filter((pl.col("adapter") == "instruct-r8") & (pl.col("metric") == "ila_strict"))
+    rows = mine.filter(pl.col("group").is_in(PLANTED_TYPES))
+    assert {"change_case:english_lowercase", "punctuation:no_comma"} <= set(rows["group"])
+    for r in rows.iter_rows(named=True):  # every unit of the planted types passes; none the base passed is lost
+        assert r["score"] == 1.0 and r["n_base_only"] == 0, r
+    lower = rows.filter(pl.col("group") == "change_case:english_lowercase").row(0, named=True)
+    assert lower["delta"] > 0 and lower["base_score"] == 0.0
+    assert not mine.filter(~pl.col("group").is_in(PLANTED_TYPES))["significant"].any()  # nothing else moved
+    # pooled over the planted types, the gain is significant at the demo size (each type alone has only a
+    # handful of instructions in the first DEMO_LIMIT prompts: 4 lower-case, 4 no-comma)
     a, b = int(rows["n_adapter_only"].sum()), int(rows["n_base_only"].sum())
     p = mcnemar_exact(np.array([[1.0] * a + [0.0] * b]), np.array([[0.0] * a + [1.0] * b]),
                       np.ones((1, a + b), dtype=bool))[0]
