@@ -24,8 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from pydantic import TypeAdapter
 
 from capdrift_fast import registry
+from capdrift_fast.benchmarks import build_task
+from capdrift_fast.config import TaskConfig
 
 ASSETS_VERSION = "4"
 """Bump when the model or adapters change, so cached assets are rebuilt."""
@@ -147,11 +150,6 @@ def training_prompts(data_dir: Path) -> dict[str, list[tuple[str, list[str]]]]:
     Raises:
         DataError: a demo task's data file is missing or malformed.
     """
-    from pydantic import TypeAdapter
-
-    from capdrift_fast.benchmarks import build_task
-    from capdrift_fast.config import TaskConfig
-
     out: dict[str, list[tuple[str, list[str]]]] = {}
     for entry in demo_tasks():
         cfg = TypeAdapter(TaskConfig).validate_python({**entry, "limit": TRAIN_OFFSET + TRAIN_PER_TASK})
