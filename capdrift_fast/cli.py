@@ -280,7 +280,7 @@ def demo(
     cache_dir: Annotated[Optional[Path], typer.Option(help="Where the tiny model and adapters are cached.")] = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Build (once) a tiny random Llama + 3 random LoRA adapters locally, then run the main job on the shared data."""
+    """Build (once) a tiny random Llama and LoRA adapters trained with planted behaviours (plus a null control) locally, then run the main job on the shared data (README, "What the demo finds")."""
     import yaml
 
     from capdrift_fast.config import default_data_dir, load_config

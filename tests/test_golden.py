@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -21,6 +22,7 @@ from capdrift_fast.pipeline.score import score_generations
 from capdrift_fast.rundir import read_generations
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "run_0_1_0"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/demo_v1.py
 
 
 def _portable_copy(tmp_path: Path, data_dir: Path, assets: Path | None = None) -> Path:
@@ -89,11 +91,12 @@ def test_0_1_0_folder_reports_and_shows_suspects(tmp_path: Path, data_dir: Path)
     assert files.markdown.read_text().count("⚠ SUSPECT") == n_cells
 
 
-@pytest.mark.engine  # needs the demo assets (built once per session); starts no engine itself
-def test_0_1_0_folder_resumes_without_an_engine(tmp_path: Path, data_dir: Path, demo_assets: Path):
+@pytest.mark.engine  # loads the 0.1.0 demo model and adapters (the parity guard); starts no vLLM engine
+def test_0_1_0_folder_resumes_without_an_engine(tmp_path: Path, data_dir: Path):
     from capdrift_fast.runner import run as run_job
+    from demo_v1 import build_demo_v1_assets  # the 0.1.0 run's own (random) adapters, not today's trained ones
 
-    run = _portable_copy(tmp_path, data_dir, demo_assets)
+    run = _portable_copy(tmp_path, data_dir, build_demo_v1_assets(data_dir, tmp_path / "demo-v1"))
     cfg = RunConfig.model_validate_json((run / "config.json").read_text())
     old_scores, old_matrix = pl.read_parquet(run / "scores.parquet"), pl.read_parquet(run / "matrix.parquet")
     result = run_job(cfg, run, progress=False, engine=None, report=True)

@@ -172,12 +172,17 @@ def test_real_drift_scores_follow_the_formula(demo_run, demo_cfg):
     d = pl.read_parquet(demo_run.run_dir / "drift.parquet")
     assert dict(d.schema) == DRIFT_SCHEMA
     assert set(d["adapter"]) == {a.name for a in demo_cfg.adapters}
-    expected_on = {"instruction": ["ifeval"], "numeric": ["gsm8k"], "classification": ["superni_task828", "superni_task363"]}
+    expected_on = {"instruction": ["ifeval"], "numeric": ["gsm8k"], "classification": ["superni_task828", "superni_task363"],
+                   "control": []}  # the null demo adapter's label names no task
     for r in d.iter_rows(named=True):
         assert r["on_target_tasks"] == expected_on[r["label"]]
         cells = m.filter((pl.col("adapter") == r["adapter"]) & pl.col("drift_metric"))
         on = cells.filter(pl.col("on_target"))
         off = cells.filter(~pl.col("on_target"))
+        if not expected_on[r["label"]]:
+            assert r["on_gain"] is None and r["drift"] is None and r["label_status"] == "no on-target task"
+            assert r["off_gain"] == pytest.approx(off["delta"].mean())
+            continue
         assert r["on_gain"] == pytest.approx(on["delta"].mean())
         assert r["off_gain"] == pytest.approx(off["delta"].mean())
         assert r["drift"] == pytest.approx(r["off_gain"] - r["on_gain"])

@@ -6,9 +6,12 @@ import polars as pl
 import pytest
 
 from capdrift_fast.config import SamplingConfig
+from capdrift_fast.demo import DEMO_ADAPTERS
 from capdrift_fast.pipeline.plan import build_plan
 
 pytestmark = pytest.mark.engine
+
+K = len(DEMO_ADAPTERS)  # adapters; the small plan has 2 requests per model (base + K adapters)
 
 
 @pytest.fixture()
@@ -32,12 +35,12 @@ def small_plan(demo_cfg) -> pl.DataFrame:
     return keep.with_columns(max_tokens=pl.lit(6, dtype=pl.Int32))
 
 
-@pytest.mark.parametrize(("order", "want"), [("grouped", [0, 0, 1, 1, 2, 2, 3, 3]),
-                                              ("interleaved", [0, 0, 1, 2, 3, 1, 2, 3])])
+@pytest.mark.parametrize(("order", "want"), [("grouped", [0, 0] + [i for i in range(1, K + 1) for _ in (0, 1)]),
+                                              ("interleaved", [0, 0] + list(range(1, K + 1)) * 2)])
 def test_request_order_reaches_the_engine(engine, demo_cfg, recorded, monkeypatch, order, want):
     monkeypatch.setattr(engine, "settings", engine.settings.model_copy(update={"request_order": order}))
     out = list(engine.generate(small_plan(demo_cfg), demo_cfg.sampling))
-    assert len(out) == 8
+    assert len(out) == 2 * (K + 1)
     assert [lora for _, lora, _ in recorded] == want  # base isolated first, then the order
 
 
@@ -58,7 +61,7 @@ def test_grouped_cpu_ops_serve_base_right_even_without_isolation(engine, demo_cf
         update={"isolate_base": False, "request_order": "interleaved"}))
     plan = small_plan(demo_cfg)
     out = list(engine.generate(plan, SamplingConfig(temperature=0.0, max_tokens=6, ignore_eos=True)))
-    assert len(out) == plan.height == 8
+    assert len(out) == plan.height == 2 * (K + 1)
     for rec in out:
         (want,) = hf_reference.greedy(rec["adapter"], [rec["prompt"]], 6)
         assert rec["output_token_ids"][: len(want[:6])] == want[:6], rec["request_id"]
@@ -85,14 +88,15 @@ def test_length_check_in_slices_names_the_request_and_sends_nothing(engine, demo
 
 def test_freed_heap_is_handed_back_every_trim_interval(engine, demo_cfg, monkeypatch):
     """Long passes return freed heap pages to the OS every ``_TRIM_EVERY`` finished requests (host
-    memory, kernels_bench/memory.py); here every 3rd of 8."""
+    memory, kernels_bench/memory.py); here every 3rd of 2 x (K + 1)."""
     import capdrift_fast.engines.vllm_engine as ve
 
     calls = []
     monkeypatch.setattr(ve, "_TRIM_EVERY", 3)
     monkeypatch.setattr(ve, "release_free_heap", lambda: calls.append(1) or True)
     out = list(engine.generate(small_plan(demo_cfg), SamplingConfig(temperature=0.0, max_tokens=2)))
-    assert len(out) == 8 and len(calls) == 2  # isolate_base: base phase (2) then adapters (6): 3rd and 6th
+    # isolate_base: the base phase (2 requests: no trim) then the adapter phase (2K: every 3rd), counted per phase
+    assert len(out) == 2 * (K + 1) and len(calls) == 2 // 3 + (2 * K) // 3
 
 
 def test_release_free_heap_runs_on_this_platform():

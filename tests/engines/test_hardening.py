@@ -22,6 +22,7 @@ import polars as pl
 import pytest
 import yaml
 
+from capdrift_fast.demo import DEMO_ADAPTERS
 from capdrift_fast.config import load_config
 from capdrift_fast.errors import RunDirError, RunFolderError
 from capdrift_fast.rundir import read_generations
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.engine
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMIT = 3
-N_PLAN = 4 * 4 * LIMIT  # models x tasks x samples
+N_PLAN = (1 + len(DEMO_ADAPTERS)) * 4 * LIMIT  # models x tasks x samples
 
 
 @pytest.fixture(scope="module")
@@ -326,7 +327,7 @@ def test_over_long_prompt_skipped_with_file_line_and_the_run_completes(demo_cfg,
     path.write_text(yaml.safe_dump(raw))
     msgs: list[str] = []
     result = run(load_config(path), tmp_path / "run", progress=False, engine=engine, notify=msgs.append)
-    assert result.n_requests == 4 * 2  # 4 models x the 2 rows that fit
+    assert result.n_requests == (1 + len(DEMO_ADAPTERS)) * 2  # every model x the 2 rows that fit
     skipped = json.loads((tmp_path / "run" / "data_errors.json").read_text())["skipped"]
     assert len(skipped) == 1 and skipped[0]["line"] == 2 and skipped[0]["file"] == str(data)
     assert skipped[0]["sample_id"] == str(rec["key"]) and "exceeds max_model_len 2048" in skipped[0]["message"]

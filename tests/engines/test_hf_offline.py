@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from capdrift_fast.demo import demo_config
+from capdrift_fast.demo import DEMO_ADAPTERS, demo_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hf_cache import add_to_hub_cache  # noqa: E402
@@ -47,7 +47,7 @@ def test_hub_ids_run_offline_from_a_mounted_cache(demo_assets, data_dir, tmp_pat
     parity = json.loads((tmp_path / "run" / "parity.json").read_text())
     assert parity["status"] == "ok" and all(m["checked"] and not m["suspect"] for m in parity["models"].values())
     man = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert man["config"]["model"]["path"] == "capdrift-demo/model" and man["n_requests"] == 4 * 2 * 2
+    assert man["config"]["model"]["path"] == "capdrift-demo/model" and man["n_requests"] == (1 + len(DEMO_ADAPTERS)) * 2 * 2
     assert all(str(hf_home) in a["path"] for a in man["adapters"])  # served from the cache's snapshots
 
     raw["adapters"][1]["path"] = "capdrift-demo/not-cached"

@@ -19,7 +19,7 @@ from capdrift_fast.rundir import read_generations
 
 pytestmark = pytest.mark.engine
 
-MODELS = [BASE_NAME, "instruct-r8", "math-r16", "cls-r8"]
+MODELS = [BASE_NAME, "instruct-r8", "math-r16", "null-r8", "cls-r8"]
 
 
 def _sampled(cfg, **engine):

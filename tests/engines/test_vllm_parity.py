@@ -30,7 +30,10 @@ def demo_run_adapters(plan: pl.DataFrame) -> list[str]:
 
 
 def test_each_adapter_is_really_applied(generations):
-    """On each task, every adapter's outputs differ from the base's and from every other adapter's."""
+    """On each task, every trained adapter's outputs differ from the base's and from every other model's;
+    the null adapter (LoRA B = 0) gives exactly the base's tokens."""
+    from capdrift_fast.demo import DEMO_ADAPTERS
+
     by_model = {
         (row["adapter"], row["task"]): row["tokens"]
         for row in generations.sort("sample_id")
@@ -38,13 +41,16 @@ def test_each_adapter_is_really_applied(generations):
         .agg(tokens=pl.col("output_token_ids"))
         .iter_rows(named=True)
     }
-    models = sorted({m for m, _ in by_model})
+    nulls = {a.name for a in DEMO_ADAPTERS if a.behaviour == "null"}
+    models = sorted({m for m, _ in by_model} - nulls)
     tasks = sorted({t for _, t in by_model})
-    assert len(models) == 4
+    assert len(models) == 4 and nulls
     for task in tasks:
         for i, a in enumerate(models):
             for b in models[i + 1 :]:
                 assert by_model[(a, task)] != by_model[(b, task)], f"{a} and {b} gave identical outputs on {task}"
+        for n in nulls:
+            assert by_model[(n, task)] == by_model[(BASE_NAME, task)], f"{n} differs from the base on {task}"
 
 
 def test_greedy_tokens_equal_transformers_peft(demo_run, generations, hf_reference):

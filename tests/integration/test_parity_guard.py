@@ -40,7 +40,7 @@ def misserved_run(demo_cfg, engine, hf_reference, tmp_path_factory):
 def test_canaries_are_the_first_samples_of_each_task_for_every_model(demo_cfg):
     plan = build_plan(demo_cfg)
     can = select_canaries(plan, 2)
-    assert can.height == 4 * 2 * len(plan.tasks)
+    assert can.height == len(plan.adapters) * 2 * len(plan.tasks)
     for name, samples in plan.samples.items():
         first = samples.get_column("sample_id").head(2).to_list()
         for model in plan.adapters:
@@ -52,7 +52,7 @@ def test_default_run_is_clean(demo_run):
     parity = json.loads((demo_run.run_dir / "parity.json").read_text())
     assert parity["status"] == "ok" and parity["mode"] == "tokens"
     assert {m: v["suspect"] for m, v in parity["models"].items()} == dict.fromkeys(
-        [BASE_NAME, "instruct-r8", "math-r16", "cls-r8"], False)
+        [BASE_NAME, "instruct-r8", "math-r16", "null-r8", "cls-r8"], False)
     assert all(v["checked"] == 8 for v in parity["models"].values())  # 2 canaries x 4 tasks per model
     assert all(c["ok"] and c["compared"] > 0 for c in parity["canaries"])
     m = pl.read_parquet(demo_run.run_dir / "matrix.parquet")

@@ -21,6 +21,7 @@ import polars as pl
 import pytest
 import yaml
 
+from capdrift_fast.demo import DEMO_ADAPTERS
 from capdrift_fast.config import load_config
 from capdrift_fast.rundir import read_generations
 
@@ -62,7 +63,7 @@ def test_killed_three_times_then_resumed_equals_uninterrupted(kill_cfg, engine, 
     from capdrift_fast.runner import run
 
     cfg = load_config(kill_cfg)
-    n_plan = 4 * 5 * 4  # models x tasks (4 generation + 1 multiple-choice) x samples
+    n_plan = (1 + len(DEMO_ADAPTERS)) * 5 * 4  # models x tasks (4 generation + 1 multiple-choice) x samples
     out = tmp_path / "run"
 
     # 1. killed right after the 2nd shard is in place (base requests, mid-generation)

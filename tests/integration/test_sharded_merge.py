@@ -1,5 +1,5 @@
 """Sharded runs merged equal an unsharded run, on the real CPU engine and data: the demo config (6 samples
-per task, base + 3 adapters) run as 3 shards through the session engine, merged, against the session's
+per task, base + every demo adapter) run as 3 shards through the session engine, merged, against the session's
 unsharded run (``demo_run``): same request ids, tokens and responses, same scores, same matrix and drift
 scores. Then everything merge must refuse: a missing shard, a doubled shard, another config, an
 unfinished shard, and an output folder holding another run."""

@@ -14,6 +14,7 @@ import yaml
 from broken_adapters import build_broken
 from capdrift_fast.pipeline.preflight import adapters_in_dir, check_adapter, inspect_model, preflight
 from capdrift_fast.config import AdapterConfig, load_config
+from capdrift_fast.demo import DEMO_ADAPTERS
 from capdrift_fast.errors import PreflightError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +50,7 @@ def test_demo_model_and_adapters_pass(demo_cfg, base):
     assert base.vocab_size == 512 and base.dtype == "float32"
     report = preflight(demo_cfg)
     assert report.problems == []
-    assert [c.max_rank for c in report.checks] == [8, 16, 8]
+    assert [c.max_rank for c in report.checks] == [a.r for a in DEMO_ADAPTERS]
     assert report.apply(demo_cfg).adapters == demo_cfg.adapters
 
 
@@ -144,7 +145,8 @@ def test_validate_cli_on_a_folder_of_broken_adapters(broken, demo_cfg, tmp_path)
         mine = [line for line in lines if f"{name!r}" in line]
         assert len(mine) == 1 and expect[name] in mine[0], (name, mine)
     assert not any("embed-lm-head" in line for line in lines)
-    assert f"adapters: 4 of {4 + len(broken_names) - 1} OK" in out  # 3 demo + embed-lm-head; 'bad name!' is no adapter
+    n_ok = len(DEMO_ADAPTERS) + 1  # the demo adapters + embed-lm-head; 'bad name!' is no adapter
+    assert f"adapters: {n_ok} of {n_ok + len(broken_names) - 1} OK" in out
     assert "Traceback" not in out
 
 
@@ -155,4 +157,5 @@ def test_validate_cli_ok_config(demo_cfg, tmp_path):
 
     out = CliRunner().invoke(app, ["validate", str(cfg_with(demo_cfg, tmp_path))])
     assert out.exit_code == 0, out.output
-    assert "adapters: 3 of 3 OK" in out.output and "OK: ready to run." in out.output
+    n = len(DEMO_ADAPTERS)
+    assert f"adapters: {n} of {n} OK" in out.output and "OK: ready to run." in out.output
