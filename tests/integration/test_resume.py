@@ -111,7 +111,7 @@ def test_killed_three_times_then_resumed_equals_uninterrupted(kill_cfg, engine, 
         assert got.get_column(col).to_list() == want.get_column(col).to_list(), col
     # the log-likelihood records: every one once, with the uninterrupted run's per-choice log-probabilities
     ll = got.filter(pl.col("finish_reason") == "loglikelihood")
-    assert ll.height == 4 * 4 and ll.get_column("task").unique().to_list() == ["superni_task828.mc"]
+    assert ll.height == (1 + len(DEMO_ADAPTERS)) * 4 and ll.get_column("task").unique().to_list() == ["superni_task828.mc"]
     want_ll = want.filter(pl.col("finish_reason") == "loglikelihood")
     for a, b in zip(ll.get_column("choice_logprobs").to_list(), want_ll.get_column("choice_logprobs").to_list()):
         assert len(a) == len(b) == 2 and max(abs(x - y) for x, y in zip(a, b)) < 1e-4
