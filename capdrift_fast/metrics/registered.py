@@ -24,7 +24,7 @@ Each is registered by name in :data:`capdrift_fast.registry.metrics`; the option
 from __future__ import annotations
 
 import string
-from typing import Literal
+from typing import ClassVar, Literal
 
 import polars as pl
 from pydantic import Field
@@ -153,37 +153,37 @@ class Contains(Metric):
         return any_target(frame, hit)
 
 
-@register_metric("acc")
-class ChoiceAccuracy(Metric):
-    """lm-eval's multiple-choice ``acc``: the choice of highest summed log-likelihood is gold."""
+class _ChoiceMetric(Metric):
+    """lm-eval's multiple-choice accuracy (``process_results`` of ``output_type: multiple_choice`` in
+    ``lm_eval/api/task.py``): 1.0 where the argmax choice, its summed log-likelihood divided by the
+    length ``norm`` names, is a gold choice."""
 
     loglikelihood = True
-    description = "multiple-choice accuracy, argmax of summed log-likelihood (lm-eval acc, api/task.py)"
+    norm: ClassVar[Literal["none", "chars", "bytes"]] = "none"
 
     def score(self, frame: pl.DataFrame) -> pl.Series:
-        """1.0 where the argmax choice is a gold choice."""
-        return choice_accuracy(frame, "none")
+        """1.0 where the argmax choice (log-likelihood / length in :attr:`norm` units) is gold, else 0.0."""
+        return choice_accuracy(frame, self.norm)
+
+
+@register_metric("acc")
+class ChoiceAccuracy(_ChoiceMetric):
+    """lm-eval's multiple-choice ``acc``: the choice of highest summed log-likelihood is gold."""
+
+    description = "multiple-choice accuracy, argmax of summed log-likelihood (lm-eval acc, api/task.py)"
 
 
 @register_metric("acc_norm")
-class ChoiceAccuracyNorm(Metric):
+class ChoiceAccuracyNorm(_ChoiceMetric):
     """lm-eval's ``acc_norm``: log-likelihood divided by the choice's length in characters."""
 
-    loglikelihood = True
     description = "multiple-choice accuracy, log-likelihood per character of the choice (lm-eval acc_norm)"
-
-    def score(self, frame: pl.DataFrame) -> pl.Series:
-        """1.0 where the argmax of log-likelihood / len(choice) is a gold choice."""
-        return choice_accuracy(frame, "chars")
+    norm = "chars"
 
 
 @register_metric("acc_bytes")
-class ChoiceAccuracyBytes(Metric):
+class ChoiceAccuracyBytes(_ChoiceMetric):
     """lm-eval's ``acc_bytes``: log-likelihood divided by the choice's UTF-8 length."""
 
-    loglikelihood = True
     description = "multiple-choice accuracy, log-likelihood per UTF-8 byte of the choice (lm-eval acc_bytes)"
-
-    def score(self, frame: pl.DataFrame) -> pl.Series:
-        """1.0 where the argmax of log-likelihood / bytes(choice) is a gold choice."""
-        return choice_accuracy(frame, "bytes")
+    norm = "bytes"
