@@ -24,8 +24,10 @@ the document is ``doc`` in the template); ``.csv``/``.parquet`` through Polars. 
 Templates see the row's fields, ``doc`` and the filter ``end_punct`` (appends ``.`` unless the text ends in
 ASCII punctuation, as Tk-Instruct's encoder does). Undefined fields are errors (Jinja2 ``StrictUndefined``).
 Few-shot examples are ``num_fewshot`` rows of ``fewshot.data`` (or the data file itself, those rows then not
-evaluated), drawn with ``random.Random(seed).sample`` (``sampler: random``, lm-eval's default) or the first
-rows (``first_n``); each is rendered with ``fewshot.template`` (default ``"{{ prompt }} {{ target }}"``,
+evaluated), drawn once with ``random.Random(seed).sample`` (``sampler: random``) or the first rows
+(``first_n``): every item gets the same examples. That is not lm-eval's default sampler, which draws other
+examples for each item from one advancing generator; the built-in ``gsm8k`` benchmark with ``fewshot_data``
+draws as lm-eval does (:mod:`capdrift_fast.benchmarks.gsm8k`). Each example is rendered with ``fewshot.template`` (default ``"{{ prompt }} {{ target }}"``,
 where ``prompt`` is the example's rendered prompt and ``target`` its first target) and joined with
 ``fewshot.separator`` before the prompt.
 
