@@ -21,6 +21,9 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/demo_v1.py
+from demo_v1 import build_random_adapter  # noqa: E402  (random A and B: every adapter changes log-probs)
+
 pytestmark = pytest.mark.engine
 
 TOL = 1e-4  # nats; float32 CPU gaps measured <= 6.7e-6
@@ -34,11 +37,9 @@ SPECS = {"head": ["lm_head"], "embed": ["embed_tokens"], "attn-head": ["q_proj",
 @pytest.fixture(scope="module")
 def head_adapters(demo_assets: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Random rank-8 peft adapters on the demo model (saved by peft, base-embedding copies included)."""
-    from capdrift_fast.demo import DemoAdapter, build_adapter
-
     root = tmp_path_factory.mktemp("lm-head-adapters")
     for i, (name, targets) in enumerate(SPECS.items()):
-        build_adapter(demo_assets / "model", DemoAdapter(name, "x", 8, 16, tuple(targets), 11 + i), root / name)
+        build_random_adapter(demo_assets / "model", 8, 16, tuple(targets), 11 + i, root / name)
     return {name: str(root / name) for name in SPECS}
 
 
