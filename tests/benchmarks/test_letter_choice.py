@@ -92,11 +92,14 @@ def test_letter_token_ids_follow_how_the_prompt_ends(demo_assets: Path):
     raw = letter_token_ids(tok, ["A", "B"], prompt, "raw")  # "Answer:" then " A"
     assert raw == [tok(" A", add_special_tokens=False)["input_ids"][-1], tok(" B", add_special_tokens=False)["input_ids"][-1]]
     assert tok.decode(raw[0]).strip() == "A" and len(set(raw)) == 2
-    if getattr(tok, "chat_template", None):
-        chat = letter_token_ids(tok, ["A", "B"], prompt, "chat")
-        text = render_chat(tok, [prompt])[0]
-        for letter, i in zip("AB", chat):  # the id the tokenizer gives the letter right after the generation prompt
-            assert tok(text + ("" if text[-1].isspace() else " ") + letter, add_special_tokens=False)["input_ids"][-1] == i
+    # chat: the answer cue is in the user turn; the generation prompt ends in a newline, so the letter has no space
+    tok.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+    text = render_chat(tok, [prompt])[0]
+    assert text.endswith("Answer:\n<|assistant|>\n")
+    chat = letter_token_ids(tok, ["A", "B"], prompt, "chat")
+    assert chat == [tok(text + letter, add_special_tokens=False)["input_ids"][-1] for letter in "AB"]
+    assert [tok.decode(i) for i in chat] == ["A", "B"] and chat != raw
     with pytest.raises(EngineError, match=r"task 'long': the answer letter ' Zebra-crossing' is not one token"):
         letter_token_ids(tok, ["A", "Zebra-crossing"], prompt, "raw", task="long")
 
