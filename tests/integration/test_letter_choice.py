@@ -41,15 +41,19 @@ def test_one_restricted_letter_equals_transformers_peft_argmax_over_the_letters(
     assert len(adapters) >= 3 and gens.height == len(adapters) * 12
     assert set(gens["task"]) == {"superni_task828.mcl", "superni_task363.mcl"}
     assert set(gens["response"].str.strip_chars()) <= {"A", "B"} and (gens["output_tokens"] == 1).all()
+    unrestricted_letters = 0
     for (adapter, task), group in gens.group_by("adapter", "task"):
         want = hf_reference.letter_choice(adapter, group["prompt"].to_list(), ["A", "B"], task)
         assert [ids[0] for ids in group["output_token_ids"].to_list()] == want, (adapter, task)
+        free = hf_reference.greedy(adapter, group["prompt"].to_list(), 1)  # what an unrestricted token would be
+        unrestricted_letters += sum(f == [w] for f, w in zip(free, want))
         labels = ["cause", "effect"] if "task828" in task else ["NEG", "POS"]
         for row in group.iter_rows(named=True):
             assert row["prompt"].endswith(f"\nA. {labels[0]}\nB. {labels[1]}\nAnswer:")
             gold = "AB"[labels.index(_gold_label(task, row["sample_id"]))]
             acc = scores.filter(pl.col("request_id") == row["request_id"])["letter_acc"].item()
             assert acc == float(row["response"].strip() == gold), row["request_id"]
+    assert unrestricted_letters < gens.height  # the restriction decides: unrestricted, the demo model answers off-letter
     parity = json.loads((result.run_dir / "parity.json").read_text())
     assert parity["status"] == "ok"
     assert all(m["suspect"] is False and m["checked"] == 12 for m in parity["models"].values())
