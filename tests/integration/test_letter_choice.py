@@ -68,3 +68,13 @@ def _gold_label(task: str, sample_id: str) -> str:
     name = ("task828_copa_commonsense_cause_effect" if "task828" in task else "task363_sst2_polarity_classification")
     data = json.loads((default_data_dir() / "superni" / f"{name}.json").read_text())
     return next(i["output"][0] for i in data["Instances"] if i["id"] == sample_id)
+
+
+def test_a_letter_that_is_not_one_token_is_refused_before_any_request(engine, demo_cfg):
+    from capdrift_fast.errors import EngineError
+
+    plan = pl.DataFrame({"request_id": ["base/t/0"], "adapter": ["base"], "lora_id": [0], "task": ["t"],
+                         "sample_id": ["0"], "prompt": ["Is it?\nA. yes\nB. no\nAnswer:"], "max_tokens": [1]},
+                        schema_overrides={"lora_id": pl.Int32, "max_tokens": pl.Int32})
+    with pytest.raises(EngineError, match=r"^task 't': the answer letter ' Zebra-crossing' is not one token"):
+        next(engine.generate(plan, demo_cfg.sampling, letters={"t": ("A", "Zebra-crossing")}))
