@@ -10,7 +10,8 @@ parent's side is :func:`capdrift_fast.pipeline.parity.check_in_subprocess`.
 The job folder (a temporary directory) holds:
 
 - ``job.json``: the served run config (``config``), ``mode``, ``tolerance`` (nats or null), ``device``,
-  ``dtype``, ``loglik_tolerance`` (nats per choice of a log-likelihood canary);
+  ``dtype``, ``loglik_tolerance`` (nats per choice of a log-likelihood canary), ``letters`` (task -> answer
+  letters of the letter-choice tasks);
 - ``canaries.parquet``: the canary plan rows joined with their generations (see
   :func:`capdrift_fast.pipeline.parity.run_parity`);
 
@@ -39,7 +40,7 @@ def main(job_dir: str) -> None:
     canaries = pl.read_parquet(job / "canaries.parquet")
     ref = HFReference(cfg.model, cfg.adapters, device=spec["device"], dtype=spec["dtype"])
     rows = check_canaries(ref, canaries, cfg, spec["mode"], spec["tolerance"],
-                          loglik_tolerance=spec.get("loglik_tolerance", 1e-3))
+                          loglik_tolerance=spec.get("loglik_tolerance", 1e-3), letters=spec.get("letters"))
     atomic_write_text(job / "rows.json", json.dumps(rows))
 
 

@@ -28,6 +28,11 @@ log-likelihood, the task's label space (sorted, as written) as the choices, each
 the gold choices, lm-eval's ``acc``/``acc_norm`` (:mod:`capdrift_fast.metrics.multiple_choice`). The prompt
 ends in ``"Output: "``, so the target delimiter is ``""`` (lm-eval moves the context's trailing space to the
 continuation: ``" cause"``). Its default name ends in ``.mc``, so both forms can run side by side.
+
+Letter-choice form (``output_type: multiple_choice_letters``, default name ending in ``.mcl``): the same prompt
+without its final ``"Output: "``, then the label space (sorted) as ``A. ...``/``B. ...`` lines and ``"Answer:"``
+(MMLU's format, lm-eval's ``mmlu_generative``; :mod:`capdrift_fast.metrics.letter_choice`); one generated token
+restricted to the letters, greedy, scored by ``letter_acc``. The positive examples keep their label outputs.
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ from capdrift_fast.metrics.classification import (
     random_guess_expectation,
     score_classification,
 )
+from capdrift_fast.metrics.letter_choice import LETTERS, letter_accuracy, letter_prompt, letters_for
 from capdrift_fast.metrics.multiple_choice import choice_accuracy, random_choice_expectation
 from capdrift_fast.metrics.random_guess import random_guess_scores
 from capdrift_fast.metrics.rouge import score_rouge_l
@@ -137,7 +143,7 @@ class SuperNITaskConfig(TaskConfigBase):
     num_pos_examples: int = Field(default=2, ge=0, le=8)
     definition: Literal["original", "simplified", "empty"] = "original"
     examples: Literal["original", "delusive", "empty"] = "original"
-    output_type: Literal["generate_until", "multiple_choice"] = "generate_until"
+    output_type: Literal["generate_until", "multiple_choice", "multiple_choice_letters"] = "generate_until"
 
     @model_validator(mode="after")
     def _data_required(self) -> "SuperNITaskConfig":
@@ -159,6 +165,8 @@ class SuperNITaskConfig(TaskConfigBase):
             name += f".ex-{self.examples}"
         if self.output_type == "multiple_choice":
             name += ".mc"
+        elif self.output_type == "multiple_choice_letters":
+            name += ".mcl"
         return name
 
 
@@ -186,7 +194,12 @@ class SuperNITask:
         MetricSpec("acc_norm", "multiple-choice accuracy, log-likelihood per character (lm-eval acc_norm)",
                    primary=True, lm_eval="acc_norm,none"),
     )
+    LETTER_METRICS = (
+        MetricSpec("letter_acc", "letter-choice accuracy: one generated letter, restricted to the letters, is gold "
+                   "(MMLU format, lm-eval mmlu_generative)", primary=True, drift=True),
+    )
     target_delimiter = ""
+    letters: tuple[str, ...] = ()
 
     def __init__(self, name: str, path: Path, limit: int | None = None, num_pos_examples: int = 2,
                  errors: RowErrors | None = None, definition: str = "original", examples: str = "original",
@@ -200,6 +213,8 @@ class SuperNITask:
         self.output_type = output_type
         if output_type == "multiple_choice":
             self.metrics = self.MC_METRICS
+        elif output_type == "multiple_choice_letters":
+            self.metrics = self.LETTER_METRICS
         self.errors = errors or RowErrors()
         self._task: dict | None = None
 
@@ -214,6 +229,9 @@ class SuperNITask:
         if self.output_type == "multiple_choice":
             e = random_choice_expectation(samples)
             return {} if e is None else {"acc": e, "acc_norm": e}
+        if self.output_type == "multiple_choice_letters":
+            e = random_choice_expectation(samples)
+            return {} if e is None else {"letter_acc": e}
         return random_guess_scores(samples)
 
     def _load(self) -> dict:
@@ -301,12 +319,21 @@ class SuperNITask:
         instances = task["Instances"][: self.limit] if self.limit else task["Instances"]
         labels = self.label_space()
         rows = []
-        mc = self.output_type == "multiple_choice"
+        mc = self.output_type != "generate_until"
+        letter_form = self.output_type == "multiple_choice_letters"
+        if letter_form:
+            try:
+                self.letters = letters_for(len(labels))
+            except ValueError as exc:
+                raise DataError(f"{self.path}: the label space has {len(labels)} labels: {exc}") from None
         for inst in instances:
             rec = {"sample_id": inst["id"], "prompt": encode_prompt(definition, examples, inst["input"]),
                    "target": list(inst["output"]), "labels": labels}
             if mc:
                 rec.update(choices=labels, gold=sorted({labels.index(o) for o in inst["output"]}))
+            if letter_form:
+                rec.update(prompt=letter_prompt(rec["prompt"].removesuffix("Output: "), labels),
+                           target=[LETTERS[g] for g in rec["gold"]], labels=list(self.letters))
             rows.append(rec)
         schema = {"sample_id": pl.Utf8, "prompt": pl.Utf8, "target": pl.List(pl.Utf8), "labels": pl.List(pl.Utf8)}
         if mc:
@@ -319,6 +346,8 @@ class SuperNITask:
         if self.output_type == "multiple_choice":
             return generations.select("request_id").with_columns(acc=choice_accuracy(generations, "none"),
                                                                  acc_norm=choice_accuracy(generations, "chars"))
+        if self.output_type == "multiple_choice_letters":
+            return generations.select("request_id").with_columns(letter_acc=letter_accuracy(generations))
         scored = score_classification(generations.select("request_id", "response", "target", "labels"))
         return scored.select(
             "request_id",

@@ -47,6 +47,11 @@ same pass::
 
 Each choice is scored as ``target_delimiter + choice`` after the prompt (lm-eval's ``construct_requests``), so
 with the defaults the contexts and continuations are lm-eval's own for the same prompt, choices and target.
+
+Letter-choice form (``output_type: multiple_choice_letters``, same ``choices``/``target``): the prompt becomes
+``"{prompt}\nA. {choice 0}\nB. {choice 1}\n...\nAnswer:"`` (MMLU's format, lm-eval's ``mmlu_generative``;
+:mod:`capdrift_fast.metrics.letter_choice`), the model generates one token restricted to the letters, greedy,
+and ``letter_acc`` (the default metric) scores it against the gold letters. No few-shot examples in this form.
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ from capdrift_fast.config import TaskConfigBase
 from capdrift_fast.errors import DataError, UnknownNameError
 from capdrift_fast.metrics.base import Metric
 from capdrift_fast.metrics.filters import Filter
+from capdrift_fast.metrics.letter_choice import LETTERS, letter_prompt, letters_for
 from capdrift_fast.metrics.multiple_choice import random_choice_expectation
 from capdrift_fast.metrics.random_guess import random_guess_scores
 from capdrift_fast.registry import register_benchmark
@@ -184,14 +190,16 @@ class TemplateTaskConfig(TaskConfigBase):
     metrics: list[MetricEntry] = Field(min_length=1)
     version: str = "1.0"
     description: str = ""
-    output_type: Literal["generate_until", "multiple_choice"] = "generate_until"
+    output_type: Literal["generate_until", "multiple_choice", "multiple_choice_letters"] = "generate_until"
     target_delimiter: str = " "
 
     @model_validator(mode="before")
     @classmethod
     def _mc_default_metrics(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("output_type") == "multiple_choice" and "metrics" not in data:
-            return {**data, "metrics": ["acc", "acc_norm"]}
+        if isinstance(data, dict) and "metrics" not in data:
+            default = {"multiple_choice": ["acc", "acc_norm"], "multiple_choice_letters": ["letter_acc"]}
+            if data.get("output_type") in default:
+                return {**data, "metrics": default[data["output_type"]]}
         return data
 
     @field_validator("metrics", mode="before")
@@ -233,8 +241,11 @@ class TemplateTaskConfig(TaskConfigBase):
         if dup:
             raise ValueError(f"metric columns repeat: {', '.join(dup)}; give each a distinct `name:`")
         mc = self.output_type == "multiple_choice"
-        if mc and self.choices is None:
-            raise ValueError("output_type multiple_choice needs `choices:` (a list, a row field, \"targets\" or a template)")
+        if self.output_type != "generate_until" and self.choices is None:
+            raise ValueError(f"output_type {self.output_type} needs `choices:` (a list, a row field, \"targets\" or a template)")
+        if self.output_type == "multiple_choice_letters" and self.num_fewshot:
+            raise ValueError("output_type multiple_choice_letters takes no few-shot examples (num_fewshot must be 0): "
+                             "the examples would answer with choice texts, not letters")
         for i, m in enumerate(self.metrics):
             metric = m.build()
             if metric.needs_labels and self.choices is None:
@@ -265,6 +276,7 @@ class TemplateTask:
         self.has_label_space = cfg.choices is not None
         self.output_type = cfg.output_type
         self.target_delimiter = cfg.target_delimiter
+        self.letters: tuple[str, ...] = ()  # letter form: the answer letters (set by samples())
         self._metrics = [(m.column, m.build()) for m in cfg.metrics]
         self._filters = [f.build() for f in cfg.filters]
         self._metric_filters = {m.column: [f.build() for f in m.filters] for m in cfg.metrics}
@@ -384,9 +396,16 @@ class TemplateTask:
             if space is not None:
                 try:
                     rec["labels"] = space(ex["row"])
-                    if self.output_type == "multiple_choice":
+                    if self.output_type != "generate_until":
                         rec["choices"], rec["gold"] = rec["labels"], self._gold(where, ex["target"], rec["labels"])
                         rec["target"] = [rec["choices"][g] for g in rec["gold"]]
+                    if self.output_type == "multiple_choice_letters":
+                        try:
+                            rec["prompt"] = letter_prompt(rec["prompt"], rec["choices"])
+                        except ValueError as exc:
+                            raise DataError(f"{where}: {exc}") from None
+                        rec["labels"] = list(LETTERS[:len(rec["choices"])])
+                        rec["target"] = [LETTERS[g] for g in rec["gold"]]
                 except DataError as err:
                     self.errors.bad(DataError(f"{where}: {err}") if not str(err).startswith(where) else err)
                     continue
@@ -398,8 +417,10 @@ class TemplateTask:
         schema = {"sample_id": pl.Utf8, "prompt": pl.Utf8, "target": pl.List(pl.Utf8)}
         if space is not None:
             schema["labels"] = pl.List(pl.Utf8)
-        if self.output_type == "multiple_choice":
+        if self.output_type != "generate_until":
             schema.update(choices=pl.List(pl.Utf8), gold=pl.List(pl.Int32))
+        if self.output_type == "multiple_choice_letters":
+            self.letters = letters_for(max(len(r["choices"]) for r in out))
         return pl.DataFrame(out, schema=schema)
 
     def _gold(self, where: str, targets: list[str], choices: list[str]) -> list[int]:
@@ -492,6 +513,9 @@ class TemplateTask:
         if self.output_type == "multiple_choice":  # 1/k per item for every choice-accuracy metric
             e = random_choice_expectation(samples)
             return {} if e is None else {m.column: e for m in self.cfg.metrics}
+        if self.output_type == "multiple_choice_letters":  # a uniform letter: 1/k per item
+            e = random_choice_expectation(samples)
+            return {} if e is None else {m.column: e for m in self.cfg.metrics if m.metric == "letter_acc"}
         expected = random_guess_scores(samples)
         by_metric = {"normalized_exact_match": expected.get("exact_match"), "format_correct": expected.get("format_correct")}
         return {m.column: by_metric[m.metric] for m in self.cfg.metrics if by_metric.get(m.metric) is not None}

@@ -37,7 +37,8 @@ class Engine(Protocol):
     def generate(self, requests: pl.DataFrame, sampling: SamplingConfig,
                  stop: dict[str, tuple[str, ...]] | None = None) -> Iterator[dict[str, Any]]:
         """Generate ``requests`` (plan rows); yield one generation record per request, in completion order.
-        ``stop``: task name -> stop strings."""
+        ``stop``: task name -> stop strings. A run with letter-choice tasks also passes ``letters=`` (task ->
+        answer letters; :meth:`capdrift_fast.engines.vllm_engine.VLLMEngine.generate`)."""
         ...
 
     def close(self) -> None:

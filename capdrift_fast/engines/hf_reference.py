@@ -22,7 +22,7 @@ from typing import Any, Iterator, Sequence
 
 from capdrift_fast.config import BASE_NAME, AdapterConfig, ModelConfig
 from capdrift_fast.engines.loglik import LoglikResult, encode_pair, fit
-from capdrift_fast.engines.prompts import encode_prompts, resolve_prompt_format
+from capdrift_fast.engines.prompts import encode_prompts, letter_token_ids, resolve_prompt_format
 
 REFERENCE_ATTENTION = "eager"
 """transformers attention implementation of the reference: eager computes every term a model defines
@@ -95,6 +95,28 @@ class HFReference:
                                         do_sample=False, pad_token_id=self.tokenizer.pad_token_id)
                 outs.append(y[0, len(p):].tolist())
         return outs
+
+    def letter_choice(self, adapter: str, prompts: Sequence[str], letters: Sequence[str], task: str = "?") -> list[int]:
+        """The letter-choice answer vLLM's ``allowed_token_ids`` restriction should give: for each prompt, the
+        token id of the letter with the highest next-token logit among the letters' tokens
+        (:func:`~capdrift_fast.engines.prompts.letter_token_ids`; the first of equals). Shape: ``len(prompts)`` ints.
+
+        Raises:
+            EngineError: a letter is not one token after the prompt (names ``task``).
+        """
+        import torch
+
+        if not prompts:
+            return []
+        allowed = letter_token_ids(self.tokenizer, letters, prompts[0], self.prompt_format, task)
+        index = torch.tensor(allowed, device=self.device)
+        out = []
+        with self._use(adapter):
+            for p in self.encode(prompts):
+                x = torch.tensor([p], device=self.device)
+                logits = self.model(input_ids=x, attention_mask=torch.ones_like(x)).logits[0, -1].float()
+                out.append(allowed[int(torch.argmax(logits[index]))])
+        return out
 
     def _log_probs(self, adapter: str, prompt: str, tokens: Sequence[int]) -> Any:
         """log_softmax of the reference's logits at each position of ``tokens`` (teacher-forced after

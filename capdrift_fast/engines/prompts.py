@@ -61,6 +61,33 @@ def stop_strings(tokenizer: Any, task_stop: Sequence[str], ignore_eos: bool = Fa
     return until
 
 
+def letter_token_ids(tokenizer: Any, letters: Sequence[str], prompt: str,
+                     prompt_format: Literal["raw", "chat"], task: str = "?") -> list[int]:
+    """The token id of each answer letter as the model would generate it right after ``prompt`` (a
+    letter-choice prompt of ``task``, rendered as the engine sends it): ``" A"`` after text ending in a
+    non-space character (``"Answer:"`` in the raw format), ``"A"`` after whitespace (a chat template's
+    generation prompt ending in a newline). The letter counts only when the prompt's tokens followed by it are
+    the prompt's own tokens plus exactly one more (that one is its id). Shape: ``len(letters)`` distinct ints.
+
+    Raises:
+        EngineError: a letter is not a single token after the prompt, or two letters share one (names the task).
+    """
+    text = render_chat(tokenizer, [prompt])[0] if prompt_format == "chat" else prompt_text(prompt)
+    lead = " " if text and not text[-1].isspace() else ""
+    ctx = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = []
+    for letter in letters:
+        full = tokenizer(text + lead + letter, add_special_tokens=False)["input_ids"]
+        if len(full) != len(ctx) + 1 or list(full[: len(ctx)]) != list(ctx):
+            raise EngineError(f"task {task!r}: the answer letter {lead + letter!r} is not one token after the prompt "
+                              "for this tokenizer, so one restricted token cannot answer; use output_type "
+                              "multiple_choice (log-likelihood) for this task")
+        ids.append(int(full[-1]))
+    if len(set(ids)) != len(ids):
+        raise EngineError(f"task {task!r}: two answer letters map to one token ({ids}); use output_type multiple_choice")
+    return ids
+
+
 def load_prompt_encoder(model: Any, purpose: str) -> Callable[[list[str]], list[list[int]]]:
     """The model's tokenizer (transformers; no weights, no engine) as ``prompts -> token ids``, encoding
     exactly as :func:`encode_prompts` does for the engine. ``model``: a ``ModelConfig``; ``purpose`` ends the

@@ -32,7 +32,7 @@ import polars as pl
 
 from capdrift_fast.config import BASE_NAME, AdapterConfig, EngineConfig, ModelConfig, SamplingConfig
 from capdrift_fast.engines.loglik import encode_pair, fit, parse_prompt_logprobs
-from capdrift_fast.engines.prompts import encode_prompts, resolve_prompt_format, stop_strings
+from capdrift_fast.engines.prompts import encode_prompts, letter_token_ids, resolve_prompt_format, stop_strings
 from capdrift_fast.errors import EngineError
 from capdrift_fast.engines.order import order_requests
 from capdrift_fast.records import LOGLIKELIHOOD_FINISH
@@ -206,6 +206,7 @@ class VLLMEngine:
         sampling: SamplingConfig,
         stop: dict[str, tuple[str, ...]] | None = None,
         isolate_base: bool | None = None,
+        letters: dict[str, tuple[str, ...]] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Run ``requests`` (plan rows: request_id, adapter, lora_id, task, sample_id, prompt, max_tokens)
         and yield one record per request as it finishes, in completion order.
@@ -221,17 +222,27 @@ class VLLMEngine:
         (:meth:`_add_loglikelihood`): one vLLM request per continuation, gathered into one record with
         ``choice_logprobs``, ``choice_tokens`` and ``choice_greedy`` (``GENERATION_SCHEMA``).
 
+        ``letters``: task -> answer letters of its letter-choice requests (``output_type:
+        multiple_choice_letters``): each is generated greedily, one token, restricted to the letters' token ids
+        (``SamplingParams(allowed_token_ids=...)``; :func:`~capdrift_fast.engines.prompts.letter_token_ids`).
+
         Record fields: the plan columns minus ``max_tokens`` and ``continuations``, plus ``response``, ``prompt_tokens``,
         ``output_tokens``, ``output_token_ids``, ``output_logprobs`` (sampled runs, else None), ``finish_reason``, ``ttft_s`` (time to first token in
         seconds, from handing the request to the engine, queueing included) and ``finished_at`` (unix s).
 
         Raises:
             EngineError: a prompt plus its ``max_tokens`` exceeds ``max_model_len`` (checked up front,
-                naming the request), or vLLM rejected or failed a request (records already yielded stay valid).
+                naming the request), a task's answer letter is not one token (names the task), or vLLM rejected or failed a request (records already yielded stay valid).
         """
         stop = stop or {}
         if requests.height == 0:
             return
+        allowed: dict[str, list[int]] = {}
+        for task, task_letters in (letters or {}).items():  # refused up front, before any request is sent
+            first = requests.filter(pl.col("task") == task).head(1)
+            if first.height:
+                allowed[task] = letter_token_ids(self.tokenizer, task_letters, first["prompt"][0],
+                                                 self.prompt_format, task)
         self._check_lengths(requests)
         phases = [requests]
         if self.settings.isolate_base if isolate_base is None else isolate_base:
@@ -239,7 +250,7 @@ class VLLMEngine:
             phases = [p for p in (requests.filter(is_base), requests.filter(~is_base)) if p.height]
         phases = [order_requests(p, self.settings.request_order) for p in phases]
         for phase in phases:
-            yield from self._run_phase(phase.iter_rows(named=True), sampling, stop)
+            yield from self._run_phase(phase.iter_rows(named=True), sampling, stop, allowed)
 
     def _check_lengths(self, requests: pl.DataFrame) -> None:
         uniq = requests.unique(subset=["task", "sample_id"], keep="first", maintain_order=True)
@@ -260,7 +271,8 @@ class VLLMEngine:
             )
 
     def _run_phase(
-        self, rows: Iterable[dict[str, Any]], sampling: SamplingConfig, stop: dict[str, tuple[str, ...]]
+        self, rows: Iterable[dict[str, Any]], sampling: SamplingConfig, stop: dict[str, tuple[str, ...]],
+        allowed: dict[str, list[int]] | None = None,
     ) -> Iterator[dict[str, Any]]:
         from vllm import SamplingParams
 
@@ -292,7 +304,10 @@ class VLLMEngine:
                         row.pop("continuations", None)
                         gen_rows.append(row)
                 for row, ids in zip(gen_rows, self.encode([r["prompt"] for r in gen_rows]) if gen_rows else []):
-                    params = SamplingParams(
+                    letter_ids = (allowed or {}).get(row["task"])
+                    params = SamplingParams(  # a letter-choice task: one letter, greedy (MMLU / mmlu_generative)
+                        temperature=0.0, max_tokens=1, allowed_token_ids=letter_ids, detokenize=True,
+                    ) if letter_ids else SamplingParams(
                         temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed,
                         max_tokens=row["max_tokens"], stop=stops(row["task"]) or None,
                         ignore_eos=sampling.ignore_eos, skip_special_tokens=sampling.skip_special_tokens,

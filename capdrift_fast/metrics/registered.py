@@ -18,7 +18,9 @@ Each is registered by name in :data:`capdrift_fast.registry.metrics`; the option
 - ``contains``: a target occurs in the response (``ignore_case``);
 - ``acc``, ``acc_norm``, ``acc_bytes``: multiple-choice accuracy from per-choice log-likelihoods, lm-eval's
   definitions (``lm_eval/api/task.py`` ``process_results``) -- :mod:`capdrift_fast.metrics.multiple_choice`;
-  only for ``output_type: multiple_choice`` tasks.
+  only for ``output_type: multiple_choice`` tasks;
+- ``letter_acc``: the one generated answer letter is a gold letter (``output_type: multiple_choice_letters``;
+  MMLU's format, lm-eval's ``mmlu_generative``) -- :mod:`capdrift_fast.metrics.letter_choice`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import polars as pl
 from pydantic import Field
 
 from capdrift_fast.metrics.base import Metric, any_target
+from capdrift_fast.metrics.letter_choice import letter_accuracy
 from capdrift_fast.metrics.multiple_choice import choice_accuracy
 from capdrift_fast.metrics.classification import _PUNCT_CLASS, score_classification
 from capdrift_fast.metrics.ifeval.pycompat import py_lower
@@ -187,3 +190,15 @@ class ChoiceAccuracyBytes(_ChoiceMetric):
 
     description = "multiple-choice accuracy, log-likelihood per UTF-8 byte of the choice (lm-eval acc_bytes)"
     norm = "bytes"
+
+
+@register_metric("letter_acc")
+class LetterAccuracy(Metric):
+    """Letter-choice accuracy: the generated answer letter is a gold letter (:mod:`~capdrift_fast.metrics.letter_choice`;
+    MMLU's ``A. ... Answer:`` format, lm-eval's ``mmlu_generative``)."""
+
+    description = "letter-choice accuracy: the one generated letter is the gold letter (MMLU format, lm-eval *_generative)"
+
+    def score(self, frame: pl.DataFrame) -> pl.Series:
+        """1.0 where the stripped response is one of the gold letters (``target``)."""
+        return letter_accuracy(frame)

@@ -13,7 +13,7 @@ from capdrift_fast.config import RunConfig
 from capdrift_fast.engines.base import Engine, start_engine
 from capdrift_fast.errors import EngineError
 from capdrift_fast.logs import get_logger
-from capdrift_fast.pipeline.plan import Plan
+from capdrift_fast.pipeline.plan import Plan, letter_choices
 from capdrift_fast.rundir.folder import RunFolder
 from capdrift_fast.rundir.shards import ShardWriter
 
@@ -76,7 +76,9 @@ def generate(served: RunConfig, plan: Plan, folder: RunFolder, run_id: str, rema
         with ShardWriter(folder.generations_dir, run_id, out.shard_rows, out.shard_seconds,
                          on_flush=flushed) as writer, \
                 _progress(progress, remaining.height) as advance:
-            for record in engine.generate(remaining, served.sampling, stops):
+            letters = letter_choices(plan.tasks)  # only engines serving letter-choice tasks need the keyword
+            for record in (engine.generate(remaining, served.sampling, stops, letters=letters) if letters
+                           else engine.generate(remaining, served.sampling, stops)):
                 writer.write(record)
                 tokens += record["output_tokens"]
                 advance()

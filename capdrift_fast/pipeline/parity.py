@@ -41,12 +41,13 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import polars as pl
 
 from capdrift_fast.config import RunConfig
 from capdrift_fast.errors import EngineError
+from capdrift_fast.pipeline.plan import letter_choices
 from capdrift_fast.records import GUARD_STATUSES, guard_status  # noqa: F401  (their home: records)
 from capdrift_fast.rundir.atomic import atomic_write, atomic_write_text
 
@@ -179,6 +180,7 @@ def run_parity(
     device = _device(cfg)
     tol = resolve_tolerance(cfg, mode, model_dtype)
     ll_tol = resolve_loglik_tolerance(cfg, model_dtype)
+    letters = {t: list(v) for t, v in letter_choices(plan.tasks).items()}
     gen_cols = ["request_id", "output_token_ids", "finish_reason"]
     gen_cols += [c for c in ("output_logprobs", "choice_logprobs") if c in generations.columns]
     canaries = select_canaries(plan, cfg.parity.canaries_per_task).join(
@@ -191,9 +193,9 @@ def run_parity(
     try:
         if reference is None:
             dtype = "float32" if device == "cpu" else _torch_dtype(cfg.engine.dtype, model_dtype)
-            rows = check_in_subprocess(cfg, canaries, mode, tol, device, dtype, loglik_tolerance=ll_tol)
+            rows = check_in_subprocess(cfg, canaries, mode, tol, device, dtype, loglik_tolerance=ll_tol, letters=letters)
         else:
-            rows = check_canaries(reference, canaries, cfg, mode, tol, loglik_tolerance=ll_tol)
+            rows = check_canaries(reference, canaries, cfg, mode, tol, loglik_tolerance=ll_tol, letters=letters)
     except Exception as exc:  # transformers/peft raise many kinds; keep the run's results regardless
         return ParityResult("error", mode, {m: None for m in models}, message=f"{type(exc).__name__}: {exc}",
                             device=device, tolerance=tol, loglik_tolerance=ll_tol)
@@ -209,11 +211,15 @@ def _torch_dtype(engine_dtype: str, model_dtype: str | None) -> str:
 
 
 def check_canaries(ref: "HFReference", canaries: pl.DataFrame, cfg: RunConfig, mode: str,
-                   tolerance: float | None, loglik_tolerance: float = 1e-3) -> list[dict[str, Any]]:
+                   tolerance: float | None, loglik_tolerance: float = 1e-3,
+                   letters: dict[str, Sequence[str]] | None = None) -> list[dict[str, Any]]:
     """Re-check each canary (plan rows joined with their generation: ``output_token_ids``,
     ``output_logprobs``, ``choice_logprobs``) with ``ref`` in ``mode`` (``tokens``, ``logprob``, ``sampled``);
     ``tolerance`` in nats for the last two; log-likelihood canaries (``continuations`` set) against
-    ``loglik_tolerance`` nats per choice. Returns one record per canary (see :class:`ParityResult`)."""
+    ``loglik_tolerance`` nats per choice. Letter-choice canaries (their task in ``letters``: task -> answer
+    letters) in every mode: vLLM's one restricted token must equal the reference's argmax over the letters'
+    tokens (:meth:`~capdrift_fast.engines.hf_reference.HFReference.letter_choice`), the same restriction as
+    vLLM's ``allowed_token_ids``. Returns one record per canary (see :class:`ParityResult`)."""
     out: list[dict[str, Any]] = []
     for (adapter, task), group in canaries.group_by("adapter", "task", maintain_order=True):
         group = group.sort("sample_id", maintain_order=True)
@@ -221,6 +227,15 @@ def check_canaries(ref: "HFReference", canaries: pl.DataFrame, cfg: RunConfig, m
         rows = list(group.iter_rows(named=True))
         if "continuations" in group.columns and group["continuations"][0] is not None:
             out += [_check_loglik(ref, row, cfg, loglik_tolerance) for row in rows]
+            continue
+        if task in (letters or {}):
+            want_ids = ref.letter_choice(adapter, [r["prompt"] for r in rows], list(letters[task]), task)
+            for row, want in zip(rows, want_ids):
+                got = list(row["output_token_ids"] or [])[:1]
+                ok = got == [want]
+                out.append({"request_id": row["request_id"], "adapter": adapter, "task": task, "kind": "letter",
+                            "compared": len(got), "vllm": got, "reference": [want], "ok": ok,
+                            "first_mismatch": None if ok else 0})
             continue
         if mode == "tokens":
             refs = ref.greedy(adapter, [r["prompt"] for r in rows], k)
@@ -277,7 +292,8 @@ class ParityProcessError(EngineError):
 
 
 def check_in_subprocess(cfg: RunConfig, canaries: pl.DataFrame, mode: str, tolerance: float | None,
-                        device: str, dtype: str, loglik_tolerance: float = 1e-3) -> list[dict[str, Any]]:
+                        device: str, dtype: str, loglik_tolerance: float = 1e-3,
+                        letters: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
     """Run :func:`capdrift_fast.pipeline.parity.check_canaries` with a freshly built reference
     (:class:`~capdrift_fast.engines.hf_reference.HFReference` of ``cfg.model`` and ``cfg.adapters`` on
     ``device`` in ``dtype``) in a new Python process; returns its canary records.
@@ -291,7 +307,8 @@ def check_in_subprocess(cfg: RunConfig, canaries: pl.DataFrame, mode: str, toler
         atomic_write(job / "canaries.parquet", lambda tmp_path: canaries.write_parquet(tmp_path))
         atomic_write_text(job / "job.json", json.dumps({"config": cfg.model_dump(mode="json"), "mode": mode,
                                                          "tolerance": tolerance, "device": device, "dtype": dtype,
-                                                         "loglik_tolerance": loglik_tolerance}))
+                                                         "loglik_tolerance": loglik_tolerance,
+                                                         "letters": letters or {}}))
         env = dict(os.environ)
         # the child must import this very package (an editable checkout or PYTHONPATH alike)
         root = str(Path(__file__).resolve().parents[2])

@@ -7,7 +7,9 @@ order). The plan is a Polars frame so that 100k-request plans stay columnar.
 A request of a multiple-choice task (``output_type == "multiple_choice"``: samples with ``choices``, a
 ``target_delimiter``) is a *log-likelihood* request: its ``continuations`` are the delimiter + each choice
 (lm-eval's ``construct_requests``), scored against ``prompt`` as context; ``max_tokens`` is 1 (vLLM's minimum).
-``continuations`` is null for generation requests.
+``continuations`` is null for generation requests. A request of a letter-choice task
+(``output_type == "multiple_choice_letters"``) is a generation of ``max_tokens`` 1, restricted by the engine to
+the task's ``letters`` (:func:`letter_choices`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,14 @@ PLAN_SCHEMA = {
 def is_multiple_choice(task: Task) -> bool:
     """The task is scored by log-likelihood of its choices (``output_type == "multiple_choice"``)."""
     return getattr(task, "output_type", "generate_until") == "multiple_choice"
+
+
+def letter_choices(tasks: dict[str, Task]) -> dict[str, tuple[str, ...]]:
+    """Task name -> answer letters of every letter-choice task (``output_type == "multiple_choice_letters"``;
+    its ``letters`` are set once its samples are read), for the engine's ``allowed_token_ids`` and the parity
+    guard's restricted reference."""
+    return {name: tuple(getattr(t, "letters", ()))
+            for name, t in tasks.items() if getattr(t, "output_type", "") == "multiple_choice_letters"}
 
 
 def with_plan_columns(requests: pl.DataFrame) -> pl.DataFrame:
@@ -91,6 +101,8 @@ def build_plan(cfg: RunConfig, data_errors: str | None = None) -> Plan:
             delim = str(getattr(task, "target_delimiter", " "))
             conts = pl.col("choices").list.eval(pl.lit(delim) + pl.element())
             max_tokens = 1
+        elif getattr(task, "output_type", "") == "multiple_choice_letters":  # one letter
+            conts, max_tokens = pl.lit(None, dtype=pl.List(pl.Utf8)), 1
         else:
             conts, max_tokens = pl.lit(None, dtype=pl.List(pl.Utf8)), cfg.task_max_tokens(tcfg)
         per_task.append(

@@ -88,7 +88,7 @@ def test_matrix_treats_choice_accuracy_as_binary_with_random_baseline(mc_run):
             == adapters["n"]).all()
     assert set(m.filter(pl.col("drift_metric"))["metric"]) == {"acc"}
     drift = pl.read_parquet(result.run_dir / "drift.parquet")
-    assert drift.height == len(DEMO_ADAPTERS)
+    assert drift.height == len(DEMO_ADAPTERS)  # one row per adapter
     from capdrift_fast.pipeline.plan import build_plan
     from capdrift_fast.report.runs import random_baselines
 
