@@ -163,13 +163,17 @@ class _Plan:
             split = d.fewshot_split if d and d.fewshot_split else "train"
             entry.update(training_split=split, fewshot_split=split, fewshot_config={
                 "sampler": getattr(task, "fewshot_sampler", "default"), "split": split})
+        mc = is_loglikelihood_task(task)
         entry.update({
-            "description": "", "target_delimiter": " ", "fewshot_delimiter": "\n\n", "num_fewshot": shots,
+            "description": "", "target_delimiter": str(getattr(task, "target_delimiter", " ")) if mc else " ",
+            "fewshot_delimiter": "\n\n", "num_fewshot": shots,
             "metric_list": [{"metric": lm_eval_key(m, m.name).split(",")[0], "aggregation": "mean",
                              "higher_is_better": True} for m in task.metrics],
-            "output_type": "generate_until", "generation_kwargs": self.gen_kwargs(cfg, task, info["max_tokens"]),
-            "repeats": 1, "should_decontaminate": False, "metadata": metadata,
+            "output_type": "multiple_choice" if mc else "generate_until",
         })
+        if not mc:  # lm-eval's TaskConfig.to_dict drops the None generation_kwargs of a multiple-choice task
+            entry["generation_kwargs"] = self.gen_kwargs(cfg, task, info["max_tokens"])
+        entry.update({"repeats": 1, "should_decontaminate": False, "metadata": metadata})
         return entry
 
     @staticmethod
@@ -177,6 +181,39 @@ class _Plan:
         """The task's ``generation_kwargs`` as lm-eval records them (its until, greedy or not, max_gen_toks)."""
         t = cfg.sampling.temperature
         return {"until": list(task.stop), "do_sample": t > 0, "temperature": float(t), "max_gen_toks": max_tokens}
+
+
+def is_loglikelihood_task(task: Any) -> bool:
+    """The task is lm-eval's ``output_type: multiple_choice`` (scored by log-likelihood of its choices)."""
+    return getattr(task, "output_type", "generate_until") == "multiple_choice"
+
+
+def _choice_lines(sub: pl.DataFrame, samples: pl.DataFrame, task: Any, scores: pl.DataFrame,
+                  model: str, tname: str) -> list[dict[str, Any]]:
+    """Per log-likelihood record of ``sub``: lm-eval's ``arguments`` (one ``gen_args_<i>`` per choice: the
+    context and the target delimiter + choice), ``resps`` (``[[loglikelihood, is_greedy]]`` per choice, as text),
+    ``filtered_resps`` (filter ``none``: the first response of each), ``target`` (``doc_to_target``: the gold
+    index, a list when several are gold; as text, as lm-eval's tracker writes it) and the metrics (``acc``, ``acc_norm``), as ``ConfigurableTask``
+    ``construct_requests``/``process_results`` and ``evaluator.evaluate`` log them."""
+    delim = str(getattr(task, "target_delimiter", " "))
+    metric_cols = [m.name for m in task.metrics if m.name in scores.columns]
+    names = {m.name: lm_eval_key(m, m.name).split(",")[0] for m in task.metrics}
+    values = {r["request_id"]: r for r in scores.filter((pl.col("adapter") == model) & (pl.col("task") == tname))
+              .select("request_id", *metric_cols).iter_rows(named=True)}
+    by_sample = {r["sample_id"]: r for r in samples.select("sample_id", "choices", "gold").iter_rows(named=True)}
+    rows = []
+    for g in sub.iter_rows(named=True):
+        s = by_sample[g["sample_id"]]
+        ctx = prompt_text(g["prompt"])
+        # as lm-eval's tracker writes them: every element as text (``utils.sanitize_list``)
+        pairs = [[str(float(ll)), str(bool(gr))] for ll, gr in zip(g["choice_logprobs"], g["choice_greedy"])]
+        gold = list(s["gold"] or [])
+        rows.append({
+            "arguments": {f"gen_args_{i}": {"arg_0": ctx, "arg_1": delim + c} for i, c in enumerate(s["choices"])},
+            "resps": [[p] for p in pairs], "filtered_resps": pairs, "filter": "none",
+            "target": str(gold[0] if len(gold) == 1 else gold), "context": ctx,
+            "metrics": {names[c]: values.get(g["request_id"], {}).get(c) for c in metric_cols}})
+    return rows
 
 
 def comparability(run: RunData) -> list[dict[str, Any]]:
@@ -339,6 +376,11 @@ def lm_eval_sample_lines(model: str, tname: str, task: Any, gens: pl.DataFrame, 
     sub = gens.filter((pl.col("adapter") == model) & (pl.col("task") == tname))
     if sub.height == 0:
         return []
+    docs = _docs(task, samples)
+    if is_loglikelihood_task(task) and "choice_logprobs" in sub.columns:
+        lines = [_sample_line(r, *docs.get(sid, (0, {}))) for r, sid in
+                 zip(_choice_lines(sub, samples, task, scores, model, tname), sub["sample_id"].to_list())]
+        return sorted(lines, key=lambda line: line["doc_id"])
     joined = sub.join(samples.drop("prompt", strict=False), on="sample_id", how="left")
     hook = getattr(task, "lm_eval_samples", None)
     if callable(hook):
@@ -355,7 +397,6 @@ def lm_eval_sample_lines(model: str, tname: str, task: Any, gens: pl.DataFrame, 
             metrics=pl.Series([json.dumps({names[c]: v for c, v in zip(metric_cols, vals)})
                                for vals in with_values.select(metric_cols).iter_rows()], dtype=pl.Utf8))
     order = {f: i for i, f in enumerate(per["filter"].unique(maintain_order=True).to_list())}
-    docs = _docs(task, samples)
     by_rid = {r["request_id"]: r for r in sub.iter_rows(named=True)}
     contexts = dict(zip(sub["request_id"].to_list(), tokenizer.contexts(sub["prompt"].to_list())))
     lines = []
@@ -363,19 +404,26 @@ def lm_eval_sample_lines(model: str, tname: str, task: Any, gens: pl.DataFrame, 
                                                                                           (0, {}))[0]))
     for r in rows:
         g = by_rid[r["request_id"]]
-        doc_id, doc = docs.get(g["sample_id"], (0, {}))
-        metrics = json.loads(r["metrics"])
-        target = "" if r["target"] is None else str(r["target"])
         ctx = contexts[r["request_id"]]
-        line = {"doc_id": doc_id, "doc": doc, "target": target,
-                "arguments": {"gen_args_0": {"arg_0": ctx, "arg_1": gen_kwargs}},
-                "resps": [[g["response"]]], "filtered_resps": [r["filtered_resp"]], "filter": r["filter"],
-                "metrics": list(metrics),
-                "doc_hash": hash_string(json.dumps(doc, indent=2, default=str, ensure_ascii=False)),
-                "prompt_hash": hash_string(ctx), "target_hash": hash_string(target)}
-        line.update(metrics)
-        lines.append(line)
+        lines.append(_sample_line({
+            "arguments": {"gen_args_0": {"arg_0": ctx, "arg_1": gen_kwargs}}, "resps": [[g["response"]]],
+            "filtered_resps": [r["filtered_resp"]], "filter": r["filter"], "context": ctx,
+            "target": "" if r["target"] is None else str(r["target"]), "metrics": json.loads(r["metrics"])},
+            *docs.get(g["sample_id"], (0, {}))))
     return lines
+
+
+def _sample_line(r: dict[str, Any], doc_id: int, doc: dict[str, Any]) -> dict[str, Any]:
+    """One line of lm-eval's samples file from ``r`` (arguments, resps, filtered_resps, filter, target, context,
+    metrics): the keys and hashes of ``evaluator.evaluate``'s logged sample (sha256 of the indented JSON doc,
+    the context and ``str(target)``), then each metric's value."""
+    metrics = r["metrics"]
+    line = {"doc_id": doc_id, "doc": doc, "target": r["target"], "arguments": r["arguments"], "resps": r["resps"],
+            "filtered_resps": r["filtered_resps"], "filter": r["filter"], "metrics": list(metrics),
+            "doc_hash": hash_string(json.dumps(doc, indent=2, default=str, ensure_ascii=False)),
+            "prompt_hash": hash_string(r["context"]), "target_hash": hash_string(str(r["target"]))}
+    line.update(metrics)
+    return line
 
 
 def export_lm_eval(run: RunData, out: str | Path) -> list[Path]:
@@ -428,5 +476,5 @@ def export_lm_eval(run: RunData, out: str | Path) -> list[Path]:
     return paths
 
 
-__all__ = ["comparability", "export_lm_eval", "lm_eval_results", "lm_eval_key", "lm_eval_sample_lines", "hash_string",
-           "sanitize_model_name"]
+__all__ = ["comparability", "export_lm_eval", "is_loglikelihood_task", "lm_eval_results", "lm_eval_key",
+           "lm_eval_sample_lines", "hash_string", "sanitize_model_name"]

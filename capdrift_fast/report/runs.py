@@ -63,12 +63,15 @@ class RunData:
         return RunFolder(self.run_dir)
 
     def generations(self) -> pl.DataFrame | None:
-        """The run's generations (``adapter, task, sample_id, prompt, response, output_tokens, finish_reason``),
-        or None when the folder has no shards (a report-only copy)."""
+        """The run's generations (``adapter, task, sample_id, prompt, response, output_tokens, finish_reason``, and
+        ``choice_logprobs``/``choice_greedy`` when the shards have them), or None when the folder has no shards
+        (a report-only copy)."""
         if not self.folder.generations_dir.is_dir() or not any(self.folder.generations_dir.glob("*.arrow")):
             return None
-        return (self.folder.scan_generations()
-                .select("adapter", "task", "sample_id", "request_id", "prompt", "response", "output_tokens", "finish_reason")
+        lazy = self.folder.scan_generations()
+        choices = [c for c in ("choice_logprobs", "choice_greedy") if c in lazy.collect_schema().names()]
+        return (lazy.select("adapter", "task", "sample_id", "request_id", "prompt", "response", "output_tokens",
+                            "finish_reason", *choices)
                 .collect())
 
     def breakdown(self, generations: pl.DataFrame | None = None) -> pl.DataFrame:

@@ -103,8 +103,10 @@ def test_each_adapter_changes_most_responses(family_runs, fmt):
 
 
 def test_chat_prompts_are_the_template(family_runs):
-    """The chat run's prompts are the family's template rendered and tokenized without added special
-    tokens (as transformers' ``apply_chat_template(tokenize=True)``), and differ from the raw prompts."""
+    """The chat run's prompts are the family's template rendered and tokenized as lm-eval's vLLM backend
+    encodes them (``tok_encode``: no added special tokens when the text starts with the BOS string, its own
+    ``has_bos_prefix``; the tokenizer's otherwise), and differ from the raw prompts."""
+    from lm_eval.models.utils import has_bos_prefix
     from transformers import AutoTokenizer
 
     name, cfgs, _, gens, _ = family_runs
@@ -113,8 +115,10 @@ def test_chat_prompts_are_the_template(family_runs):
     chat = gens["chat"].filter(pl.col("adapter") == BASE_NAME).sort("task", "sample_id")
     raw = gens["raw"].filter(pl.col("adapter") == BASE_NAME).sort("task", "sample_id")
     for prompt, n_chat, n_raw in zip(chat["prompt"], chat["prompt_tokens"], raw["prompt_tokens"]):
-        want = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                       tokenize=True, return_dict=True)["input_ids"]
+        text = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                       tokenize=False)
+        bos = tok.decode(tok.bos_token_id) if tok.bos_token_id is not None else None
+        want = tok(text, add_special_tokens=not (bos and has_bos_prefix(text, bos)))["input_ids"]
         assert n_chat == len(want) and n_chat > n_raw
         assert len(tok(prompt)["input_ids"]) == n_raw
 

@@ -180,6 +180,84 @@ def test_lm_eval_builds_the_same_requests_and_aggregates_our_logprobs_to_our_sco
                 assert agg[k](lm[k]) == pytest.approx(cell[k].mean(), abs=1e-12), (name, adapter, k)
 
 
+def test_lm_eval_export_of_a_multiple_choice_run_equals_what_lm_eval_writes(mc_run, tmp_path, monkeypatch):
+    """Our lm-eval export of the run (base model) against the files lm-eval 0.4.13 itself writes
+    (``simple_evaluate`` + ``EvaluationTracker``) for the same SuperNI tasks as local multiple-choice YAMLs, with
+    an ``LM`` whose ``loglikelihood`` answers OUR per-choice log-likelihoods: the same samples lines (arguments,
+    resps, filtered_resps, target, metrics, prompt and target hashes), the same acc/acc_norm and config fields,
+    and lm-eval's ``make_table`` reads ours."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_datasets"))
+    from lm_eval import evaluator, utils
+    from lm_eval.api.model import LM
+    from lm_eval.loggers import EvaluationTracker
+    from lm_eval.tasks import TaskManager
+
+    from capdrift_fast.pipeline.plan import build_plan
+    from capdrift_fast.report.lm_eval import export_lm_eval
+    from capdrift_fast.report.runs import load_run
+
+    cfg, result = mc_run
+    plan = build_plan(cfg)
+    gens = pl.read_ipc(str(result.run_dir / "generations" / "*.arrow")).filter(pl.col("adapter") == "base")
+    answers = {}
+    for name in ("superni_task828.mc", "superni_task363.mc"):
+        conts = plan.requests.filter((pl.col("task") == name) & (pl.col("adapter") == "base"))
+        for row in conts.join(gens.select("request_id", "choice_logprobs", "choice_greedy"), on="request_id").iter_rows(named=True):
+            for c, ll, g in zip(row["continuations"], row["choice_logprobs"], row["choice_greedy"]):
+                answers[row["prompt"], c] = (ll, g)
+
+    class Ours(LM):
+        def loglikelihood(self, requests, disable_tqdm=False):
+            return [answers[r.args] for r in requests]
+
+        def loglikelihood_rolling(self, requests, disable_tqdm=False):
+            raise NotImplementedError
+
+        def generate_until(self, requests, disable_tqdm=False):
+            raise NotImplementedError
+
+    specs = {}
+    for i, name in enumerate(("superni_task828.mc", "superni_task363.mc")):
+        data = tmp_path / f"t{i}.jsonl"
+        data.write_text("".join(json.dumps({"id": r["sample_id"], "prompt": r["prompt"], "choices": r["choices"],
+                                            "gold": r["gold"][0]}) + "\n" for r in plan.samples[name].iter_rows(named=True)))
+        (tmp_path / f"t{i}.yaml").write_text(LM_EVAL_YAML.format(task=f"capdrift_mc_{i}", data=data, text='"{{prompt}}"',
+                                                                 choice='"{{choices}}"', target='"{{gold}}"', delim='""'))
+        specs[f"capdrift_mc_{i}"] = name
+    res = evaluator.simple_evaluate(model=Ours(), tasks=list(specs), task_manager=TaskManager(include_path=str(tmp_path)),
+                                    log_samples=True)
+    tracker = EvaluationTracker(output_path=str(tmp_path / "ref"))
+    ref_samples = res.pop("samples")
+    tracker.save_results_aggregated(results=res, samples=ref_samples)
+    for lm_name, s in ref_samples.items():
+        tracker.save_results_samples(task_name=lm_name, samples=s)
+    (ref_path,) = (tmp_path / "ref").rglob("results_*.json")
+    ref = json.loads(ref_path.read_text())
+
+    paths = export_lm_eval(load_run(result.run_dir), tmp_path / "ours")
+    base = next(p for p in paths if p.parent.name == "base")
+    got = json.loads(base.read_text())
+    assert "capdrift_mc" not in utils.make_table(got) and "superni_task828.mc" in utils.make_table(got)
+    stamp = base.stem.split("_", 1)[1]
+    for lm_name, name in specs.items():
+        for key in ("acc,none", "acc_norm,none", "acc_stderr,none", "acc_norm_stderr,none"):
+            assert got["results"][name][key] == pytest.approx(ref["results"][lm_name][key], abs=1e-12), (name, key)
+        # (num_fewshot differs on purpose: our SuperNI prompt holds its 2 positive examples; lm-eval gets it as text)
+        for key in ("output_type", "target_delimiter", "metric_list"):
+            assert got["configs"][name][key] == ref["configs"][lm_name][key], (name, key)
+        assert "generation_kwargs" not in got["configs"][name] and "generation_kwargs" not in ref["configs"][lm_name]
+        mine = [json.loads(x) for x in (base.parent / f"samples_{name}_{stamp}.jsonl").read_text().splitlines()]
+        (ref_file,) = (tmp_path / "ref").rglob(f"samples_{lm_name}_*.jsonl")  # as lm-eval's tracker writes them
+        theirs = [json.loads(x) for x in ref_file.read_text().splitlines()]
+        assert len(mine) == len(theirs) == plan.samples[name].height
+        for m, t in zip(mine, sorted(theirs, key=lambda x: x["doc_id"])):
+            assert set(m) == set(t), name
+            for key in ("doc_id", "target", "arguments", "resps", "filtered_resps", "filter", "metrics", "acc",
+                        "acc_norm", "prompt_hash", "target_hash"):
+                assert m[key] == t[key], (name, m["doc_id"], key)
+
+
 def test_prefix_cache_serves_shared_contexts_and_repeated_pairs_exactly(engine, hf_reference):
     """With ``engine.loglik_prefix_cache`` (default) a choice whose context + continuation were already computed
     comes back from vLLM's cache without log-probabilities for the cached positions: the engine sends it again
