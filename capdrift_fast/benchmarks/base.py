@@ -122,6 +122,17 @@ class Task(Protocol):
         ...
 
 
+def output_type(task: Any) -> str:
+    """lm-eval's ``output_type`` of a task or task config: ``generate_until`` (the default), ``multiple_choice``
+    (scored by the log-likelihood of each choice) or ``multiple_choice_letters`` (one generated answer letter)."""
+    return str(getattr(task, "output_type", "generate_until"))
+
+
+def is_multiple_choice(task: Any) -> bool:
+    """The task (or task config) is scored by log-likelihood of its choices (``output_type: multiple_choice``)."""
+    return output_type(task) == "multiple_choice"
+
+
 class Benchmark:
     """A benchmark plugin: what the rest of capdrift_fast needs to know about one benchmark.
 

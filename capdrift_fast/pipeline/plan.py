@@ -21,6 +21,7 @@ import polars as pl
 from capdrift_fast.config import BASE_NAME, RunConfig
 from capdrift_fast.errors import DataError
 from capdrift_fast.benchmarks import RowErrors, Task, build_task
+from capdrift_fast.benchmarks.base import is_multiple_choice, output_type
 from capdrift_fast.engines.order import REQUEST_ORDERS, order_requests  # noqa: F401  (their home before 0.2)
 
 PLAN_SCHEMA = {
@@ -35,17 +36,12 @@ PLAN_SCHEMA = {
 }
 
 
-def is_multiple_choice(task: Task) -> bool:
-    """The task is scored by log-likelihood of its choices (``output_type == "multiple_choice"``)."""
-    return getattr(task, "output_type", "generate_until") == "multiple_choice"
-
-
 def letter_choices(tasks: dict[str, Task]) -> dict[str, tuple[str, ...]]:
     """Task name -> answer letters of every letter-choice task (``output_type == "multiple_choice_letters"``;
     its ``letters`` are set once its samples are read), for the engine's ``allowed_token_ids`` and the parity
     guard's restricted reference."""
     return {name: tuple(getattr(t, "letters", ()))
-            for name, t in tasks.items() if getattr(t, "output_type", "") == "multiple_choice_letters"}
+            for name, t in tasks.items() if output_type(t) == "multiple_choice_letters"}
 
 
 def with_plan_columns(requests: pl.DataFrame) -> pl.DataFrame:
@@ -101,7 +97,7 @@ def build_plan(cfg: RunConfig, data_errors: str | None = None) -> Plan:
             delim = str(getattr(task, "target_delimiter", " "))
             conts = pl.col("choices").list.eval(pl.lit(delim) + pl.element())
             max_tokens = 1
-        elif getattr(task, "output_type", "") == "multiple_choice_letters":  # one letter
+        elif output_type(task) == "multiple_choice_letters":  # one letter
             conts, max_tokens = pl.lit(None, dtype=pl.List(pl.Utf8)), 1
         else:
             conts, max_tokens = pl.lit(None, dtype=pl.List(pl.Utf8)), cfg.task_max_tokens(tcfg)

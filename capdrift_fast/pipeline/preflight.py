@@ -45,9 +45,9 @@ from capdrift_fast.config import (
     ModelConfig,
     RunConfig,
 )
+from capdrift_fast.benchmarks.base import is_multiple_choice
 from capdrift_fast.errors import PreflightError
 from capdrift_fast.pipeline.lm_head_check import head_modules, loglik_refusal_reason
-from capdrift_fast.pipeline.plan import is_multiple_choice
 
 SUPPORTED_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 """``max_lora_rank`` values vLLM accepts (``vllm/config/lora.py``)."""

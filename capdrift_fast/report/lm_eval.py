@@ -35,7 +35,7 @@ from typing import Any
 
 import polars as pl
 
-from capdrift_fast.benchmarks.base import MetricSpec
+from capdrift_fast.benchmarks.base import MetricSpec, is_multiple_choice
 from capdrift_fast.benchmarks.lm_eval_compat import LM_EVAL_VERSION, data_items, lm_eval_deviations, lm_eval_task_name
 from capdrift_fast.config import BASE_NAME, task_name
 from capdrift_fast.conversation import prompt_text
@@ -163,7 +163,7 @@ class _Plan:
             split = d.fewshot_split if d and d.fewshot_split else "train"
             entry.update(training_split=split, fewshot_split=split, fewshot_config={
                 "sampler": getattr(task, "fewshot_sampler", "default"), "split": split})
-        mc = is_loglikelihood_task(task)
+        mc = is_multiple_choice(task)
         entry.update({
             "description": "", "target_delimiter": str(getattr(task, "target_delimiter", " ")) if mc else " ",
             "fewshot_delimiter": "\n\n", "num_fewshot": shots,
@@ -181,11 +181,6 @@ class _Plan:
         """The task's ``generation_kwargs`` as lm-eval records them (its until, greedy or not, max_gen_toks)."""
         t = cfg.sampling.temperature
         return {"until": list(task.stop), "do_sample": t > 0, "temperature": float(t), "max_gen_toks": max_tokens}
-
-
-def is_loglikelihood_task(task: Any) -> bool:
-    """The task is lm-eval's ``output_type: multiple_choice`` (scored by log-likelihood of its choices)."""
-    return getattr(task, "output_type", "generate_until") == "multiple_choice"
 
 
 def _choice_lines(sub: pl.DataFrame, samples: pl.DataFrame, task: Any, scores: pl.DataFrame,
@@ -377,7 +372,7 @@ def lm_eval_sample_lines(model: str, tname: str, task: Any, gens: pl.DataFrame, 
     if sub.height == 0:
         return []
     docs = _docs(task, samples)
-    if is_loglikelihood_task(task) and "choice_logprobs" in sub.columns:
+    if is_multiple_choice(task) and "choice_logprobs" in sub.columns:
         lines = [_sample_line(r, *docs.get(sid, (0, {}))) for r, sid in
                  zip(_choice_lines(sub, samples, task, scores, model, tname), sub["sample_id"].to_list())]
         return sorted(lines, key=lambda line: line["doc_id"])
@@ -476,5 +471,5 @@ def export_lm_eval(run: RunData, out: str | Path) -> list[Path]:
     return paths
 
 
-__all__ = ["comparability", "export_lm_eval", "is_loglikelihood_task", "lm_eval_results", "lm_eval_key",
+__all__ = ["comparability", "export_lm_eval", "lm_eval_results", "lm_eval_key",
            "lm_eval_sample_lines", "hash_string", "sanitize_model_name"]
